@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// One settings array for every Swift target.
+let swiftSettings: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "smsbatch",
+    products: [
+        .executable(name: "smsbatch", targets: ["smsbatch"]),
+        .library(name: "SMSBatch", targets: ["SMSBatch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // Debian's libcsv-dev ships no pkg-config file: a plain [system] module map.
+        .systemLibrary(name: "CCSV", path: "Sources/CCSV", providers: [.apt(["libcsv-dev"])]),
+        .systemLibrary(
+            name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]),
+        // SHA-256 of input files (job id, repeat detection) from the system's libcrypto.
+        .systemLibrary(
+            name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+        .target(
+            name: "SMSBatch",
+            dependencies: [
+                "CCSV", "CArchive", "CCrypto",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "smsbatch",
+            dependencies: [
+                "SMSBatch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SMSBatchTests",
+            dependencies: ["SMSBatch"],
+            swiftSettings: swiftSettings),
+    ]
+)
