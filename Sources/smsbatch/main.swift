@@ -1,0 +1,2 @@
+import SMSBatch
+print("smsbatch")
