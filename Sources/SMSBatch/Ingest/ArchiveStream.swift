@@ -1,0 +1,74 @@
+internal import CArchive
+
+/// libarchive failed: corrupt or truncated archive, or data that is no archive at all.
+struct ArchiveError: Error {
+    let message: String
+}
+
+/// Streams the entries of an input through libarchive: every compression filter, and the
+/// zip, tar and raw formats (raw last: it takes anything as one entry named `data`).
+/// Nothing is extracted to disk. One instance owns one `archive *`; not Sendable, it is
+/// used by one thread at a time.
+final class ArchiveStream {
+    private let archive: OpaquePointer
+    private let input: InputFile
+    private var opened = false
+    /// Decompressed bytes handed out so far, across entries.
+    private(set) var expandedBytes: Int64 = 0
+
+    struct Entry {
+        let name: String
+        let isRegularFile: Bool
+        /// The whole input is one stream (plain or only compressed), not an archive.
+        let isRaw: Bool
+    }
+
+    init(input: InputFile) {
+        self.input = input
+        archive = archive_read_new()
+        archive_read_support_filter_all(archive)
+        archive_read_support_format_zip(archive)
+        archive_read_support_format_tar(archive)
+        archive_read_support_format_raw(archive)
+    }
+
+    deinit { archive_read_free(archive) }
+
+    private func open() throws(ArchiveError) {
+        opened = true
+        let client = Unmanaged.passUnretained(input).toOpaque()
+        let status = archive_read_open(archive, client, nil, { _, data, out in
+            let file = Unmanaged<InputFile>.fromOpaque(data!).takeUnretainedValue()
+            let n = file.read()
+            out?.pointee = UnsafeRawPointer(file.buffer)
+            return n
+        }, nil)
+        if status != ARCHIVE_OK { throw error() }
+    }
+
+    /// The next entry, or nil at the end of the archive.
+    func nextEntry() throws(ArchiveError) -> Entry? {
+        if !opened { try open() }
+        var entry: OpaquePointer?
+        let status = archive_read_next_header(archive, &entry)
+        if status == ARCHIVE_EOF { return nil }
+        if status < ARCHIVE_WARN { throw error() }
+        let name = archive_entry_pathname(entry).map { String(cString: $0) } ?? "data"
+        let mode = archive_entry_filetype(entry)
+        let isRaw = (archive_format(archive) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_RAW
+        return Entry(name: name, isRegularFile: isRaw || mode == UInt32(S_IFREG), isRaw: isRaw)
+    }
+
+    /// Reads up to `into.count` decompressed bytes of the current entry; 0 at its end.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(ArchiveError) -> Int {
+        let n = archive_read_data(archive, buffer.baseAddress, buffer.count)
+        if n < 0 { throw error() }
+        expandedBytes += Int64(n)
+        return n
+    }
+
+    private func error() -> ArchiveError {
+        let text = archive_error_string(archive).map { String(cString: $0) } ?? "unrecognised or corrupt data"
+        return ArchiveError(message: text)
+    }
+}

@@ -1,0 +1,53 @@
+/// Finds the delimiter of a CSV stream from its header line (SPEC §4): the candidate among
+/// `,` `;` TAB `|` that occurs most often outside quotes; `,` when none occurs.
+func detectDelimiter(_ start: UnsafeRawBufferPointer) -> UInt8 {
+    let candidates: [UInt8] = [0x2C, 0x3B, 0x09, 0x7C]
+    var counts = [0, 0, 0, 0]
+    var quoted = false
+    for c in start {
+        if c == 0x22 { quoted.toggle(); continue }
+        if quoted { continue }
+        if c == 0x0A || c == 0x0D { break }
+        if let i = candidates.firstIndex(of: c) { counts[i] += 1 }
+    }
+    let best = counts.indices.max { counts[$0] < counts[$1] || (counts[$0] == counts[$1] && $0 > $1) }!
+    return counts[best] > 0 ? candidates[best] : 0x2C
+}
+
+/// Where each logical column is in a file's header (SPEC §4 aliases).
+struct ColumnMap: Equatable {
+    /// Column index per role, nil when the file has no such column.
+    var index: [ColumnRole: Int] = [:]
+    var fieldCount = 0
+    /// The header fields as written, for rejects.csv.
+    var names: [[UInt8]] = []
+
+    subscript(role: ColumnRole) -> Int? { index[role] }
+
+    /// Matches header names to roles: case-insensitive, ignoring spaces, `_` and `-`;
+    /// the first column matching a role wins.
+    init(header: [[UInt8]], input: InputConfig) {
+        names = header
+        fieldCount = header.count
+        var aliasToRole: [String: ColumnRole] = [:]
+        for role in ColumnRole.allCases {
+            for alias in input.aliases(for: role) {
+                let key = ColumnMap.canonical(Array(alias.utf8))
+                if aliasToRole[key] == nil { aliasToRole[key] = role }
+            }
+        }
+        for (i, name) in header.enumerated() {
+            if let role = aliasToRole[ColumnMap.canonical(name)], index[role] == nil { index[role] = i }
+        }
+    }
+
+    init() {}
+
+    static func canonical(_ name: [UInt8]) -> String {
+        var out: [UInt8] = []
+        for c in name where c != 0x20 && c != 0x5F && c != 0x2D && c != 0x09 {
+            out.append(c >= 0x41 && c <= 0x5A ? c + 32 : c)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+internal import CCrypto
+
+/// The input could not be opened at all (exit 66): missing, a directory, no permission.
+public struct InputError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): error: \(reason)" }
+}
+
+/// An input file opened for one streaming pass: every byte read is also fed to SHA-256, so
+/// the file is read once for both the job id and the rows.
+final class InputFile {
+    let path: String
+    /// Size of the file as given (summary `bytes`).
+    let size: Int64
+    private let fd: Int32
+    private let sha: OpaquePointer
+    private(set) var bytesRead: Int64 = 0
+    let buffer: UnsafeMutableRawPointer
+    static let bufferSize = 1 << 20
+
+    /// - Throws: `InputError` when the path is missing, not a regular file or unreadable.
+    init(path: String) throws(InputError) {
+        self.path = path
+        var st = stat()
+        if stat(path, &st) != 0 {
+            throw InputError(path: path, reason: errno == ENOENT ? "no such file" : "cannot read: \(String(cString: strerror(errno)))")
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw InputError(path: path, reason: "is a directory, not a file") }
+        if (st.st_mode & S_IFMT) != S_IFREG { throw InputError(path: path, reason: "is not a regular file") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw InputError(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        size = Int64(st.st_size)
+        sha = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(sha, EVP_sha256(), nil)
+        buffer = .allocate(byteCount: InputFile.bufferSize, alignment: 64)
+    }
+
+    deinit {
+        close(fd)
+        EVP_MD_CTX_free(sha)
+        buffer.deallocate()
+    }
+
+    /// Reads the next chunk into `buffer`; 0 at end of file, -1 on a read error.
+    func read() -> Int {
+        while true {
+            let n = Glibc.read(fd, buffer, InputFile.bufferSize)
+            if n < 0 && errno == EINTR { continue }
+            if n > 0 {
+                EVP_DigestUpdate(sha, buffer, n)
+                bytesRead += Int64(n)
+            }
+            return n
+        }
+    }
+
+    /// Reads whatever the parser did not need (a file rejected early) and returns the
+    /// SHA-256 of the whole file in lowercase hex.
+    func finishDigest() -> String {
+        while read() > 0 {}
+        var md = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(sha, &md, &len)
+        return md.prefix(Int(len)).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+
+/// The folder a job writes into. With `--out DIR` that folder itself; otherwise a staging
+/// folder in the outbox that becomes `outbox/<job id>/` by one rename once the job id (which
+/// needs the whole file's SHA-256) is known and every file is complete.
+final class JobOutputs {
+    let dir: String
+    private let outbox: String?
+
+    init(config: PipelineConfig, outDir: String?) throws(ReportError) {
+        if let outDir {
+            dir = outDir
+            outbox = nil
+        } else {
+            let box = (config.watch.root as NSString).appendingPathComponent("outbox")
+            outbox = box
+            dir = (box as NSString).appendingPathComponent(".staging-\(getpid())-\(UUID().uuidString.prefix(8))")
+        }
+        try JobOutputs.makeDirectory((dir as NSString).appendingPathComponent("batches"))
+        // A re-run into the same --out folder must not leave batches of an earlier run behind.
+        let batches = (dir as NSString).appendingPathComponent("batches")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: batches)) ?? [] where name.hasPrefix("batch-") {
+            unlink((batches as NSString).appendingPathComponent(name))
+        }
+    }
+
+    func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+
+    static func makeDirectory(_ path: String) throws(ReportError) {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw ReportError(path: path, errno: (error as NSError).code == NSFileWriteNoPermissionError ? EACCES : EIO)
+        }
+    }
+
+    /// Writes summary.json last and moves a staged folder into place. Returns the folder.
+    func publish(jobID: String, summary: inout JobSummary) throws(ReportError) -> String {
+        var final = dir
+        if let outbox { final = (outbox as NSString).appendingPathComponent(jobID) }
+        summary.outputDir = final
+        var file = try OutputFile(path: path("summary.json"))
+        try file.write(summary.json.rendered(indent: 2) + "\n")
+        try file.commit()
+        if outbox != nil {
+            if FileManager.default.fileExists(atPath: final) { try? FileManager.default.removeItem(atPath: final) }
+            if rename(dir, final) != 0 { throw ReportError(path: final, errno: errno) }
+        }
+        return final
+    }
+
+    /// Removes a staging folder after a failure.
+    func abandon() {
+        if outbox != nil { try? FileManager.default.removeItem(atPath: dir) }
+    }
+}

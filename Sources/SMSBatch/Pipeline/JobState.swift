@@ -1,0 +1,375 @@
+import Foundation
+
+/// One job's pipeline, stage by stage, over blocks of records.
+struct JobState: ~Copyable {
+    let config: PipelineConfig
+    let options: RunOptions
+    let now: Int64
+    let path: String
+    let outputs: JobOutputs
+    let progress: Progress
+    let products: [ProductEntry]
+    private let optOut: Set<UInt64>
+    private let defaultSender: [UInt8]
+
+    var summary = JobSummary()
+    private var validator: RowValidator?
+    /// The first entry's header, for the columns of rejects.csv.
+    private var firstHeader: [[UInt8]]?
+    private var dedupe = DedupeIndex()
+    private var planner: BatchPlanner
+    private var rejects: OutputFile?
+    private var duplicates: OutputFile?
+    private var batchFile: OutputFile?
+    private var batchNumber = 0
+    private var closedBatches: [ClosedOutputFile] = []
+    private var stopped = false
+    private var optedOut = 0
+    private var nanos = [UInt64](repeating: 0, count: 6)
+    private var bytesRead: () -> Int64 = { 0 }
+
+    // Per-block scratch, reused.
+    private var outcomes: [RowOutcome] = []
+    private var firstRowOf: [Int] = []
+    private var batchOf: [Int] = []
+    private var batchTimeText: (plain: [UInt8], promo: [UInt8]) = ([], [])
+
+    private enum Stage: Int { case ingest, validate, dedupe, split, send, report }
+
+    init(config: PipelineConfig, options: RunOptions, optOut: Set<UInt64>, now: Int64, outputs: JobOutputs, path: String, progress: Progress) {
+        self.config = config
+        self.options = options
+        self.optOut = optOut
+        self.now = now
+        self.outputs = outputs
+        self.path = path
+        self.progress = progress
+        products = RowValidator.productTable(config.validate)
+        defaultSender = Array((config.validate.defaultSender ?? "").utf8)
+        planner = BatchPlanner(config: config, kind: options.kind ?? config.caps.kind, now: now)
+    }
+
+    private var rejected: Bool { summary.rejectReason != nil }
+
+    mutating func rejectFile(_ reason: FileRejectReason, _ detail: String) {
+        guard !rejected else { return }
+        summary.status = .rejected
+        summary.rejectReason = reason
+        summary.rejectDetail = detail
+        stopped = true
+        progress.warn("\(path): error: file rejected: \(reason.rawValue): \(detail)")
+    }
+
+    // MARK: - Ingest
+
+    /// Streams every CSV entry of the input through libcsv and the stages.
+    mutating func ingest(_ file: InputFile) throws(ReportError) {
+        try openSideFiles()
+        let archive = ArchiveStream(input: file)
+        bytesRead = { [unowned file] in file.bytesRead }
+        let reader = CSVReader()
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { chunk.deallocate() }
+        var csvEntries = 0
+        do {
+            while !stopped {
+                var t = DispatchTime.now().uptimeNanoseconds
+                guard let entry = try archive.nextEntry() else { break }
+                guard entry.isRegularFile, isCSVEntry(entry) else { continue }
+                csvEntries += 1
+                var first = true
+                while !stopped {
+                    let n = try archive.read(into: chunk)
+                    if archive.expandedBytes > config.input.maxExpandedBytes {
+                        rejectFile(.expandedTooLarge, "expands past input.max_expanded_bytes (\(config.input.maxExpandedBytes))")
+                        break
+                    }
+                    if n == 0 { break }
+                    var data = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+                    if first {
+                        first = false
+                        data = stripBOM(data)
+                        if data.count >= 2 && ((data[0] == 0xFF && data[1] == 0xFE) || (data[0] == 0xFE && data[1] == 0xFF)) {
+                            rejectFile(.unreadable, "\(entry.name) is UTF-16 text; save it as UTF-8 CSV")
+                            break
+                        }
+                        let delimiter: UInt8
+                        switch config.input.delimiter {
+                        case .auto: delimiter = detectDelimiter(data)
+                        case .fixed(let d): delimiter = d
+                        }
+                        reader.begin(delimiter: delimiter)
+                    }
+                    reader.feed(data)
+                    if reader.recordCount >= 4096 || reader.bufferedBytes >= 1 << 23 {
+                        account(.ingest, since: &t)
+                        try processBlock(reader)
+                        t = DispatchTime.now().uptimeNanoseconds
+                    }
+                }
+                if !stopped { reader.finish() }
+                account(.ingest, since: &t)
+                if !stopped { try processBlock(reader) }
+            }
+        } catch let e as ArchiveError {
+            // The rows before the damage are counted; nothing of the file is sent.
+            rejectFile(.unreadable, "corrupt or truncated input: \(e.message)")
+        } catch let e as ReportError {
+            throw e
+        } catch {
+            rejectFile(.unreadable, "\(error)")
+        }
+        if csvEntries == 0 && !rejected {
+            rejectFile(.unreadable, "the archive holds no .csv or .tsv entry")
+        }
+    }
+
+    /// SPEC §4: a raw stream is always the CSV; archive entries must end in .csv or .tsv.
+    private mutating func isCSVEntry(_ e: ArchiveStream.Entry) -> Bool {
+        if e.isRaw { return true }
+        let base = (e.name as NSString).lastPathComponent
+        if e.name.hasPrefix("__MACOSX/") || base.hasPrefix(".") { return false }
+        let lower = base.lowercased()
+        if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") { return true }
+        let warning = "skipped archive entry '\(e.name)': not a .csv or .tsv file"
+        summary.warnings.append(warning)
+        progress.warn("\(path): warning: \(warning)")
+        return false
+    }
+
+    private mutating func account(_ stage: Stage, since t: inout UInt64) {
+        let n = DispatchTime.now().uptimeNanoseconds
+        nanos[stage.rawValue] += n - t
+        t = n
+    }
+
+    // MARK: - Stages over one block
+
+    private mutating func processBlock(_ reader: CSVReader) throws(ReportError) {
+        var failure: ReportError?
+        reader.drain { block in
+            do throws(ReportError) { try process(block) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        progress.rows(summary.rows, bytesRead: bytesRead())
+    }
+
+    private mutating func process(_ block: borrowing RecordBlock) throws(ReportError) {
+        var t = DispatchTime.now().uptimeNanoseconds
+        outcomes.removeAll(keepingCapacity: true)
+        var firstDataRecord = 0
+        for (i, r) in block.records.enumerated() {
+            if r.isHeader {
+                takeHeader(r, block)
+                firstDataRecord = i + 1
+                if stopped { return }
+                continue
+            }
+            guard let validator else { return }
+            let outcome = validator.validate(r, in: block)
+            outcomes.append(outcome)
+        }
+        let records = block.records[firstDataRecord...]
+        account(.validate, since: &t)
+
+        // Dedupe: first occurrence of (sender, recipient, message) kept.
+        firstRowOf.removeAll(keepingCapacity: true)
+        for (k, r) in records.enumerated() {
+            guard case .valid(let v) = outcomes[k] else { firstRowOf.append(0); continue }
+            let digest = withSender(v, block, defaultSender) { s in
+                MessageDigest(sender: s, recipient: v.recipient.value, message: block.bytes.slice(v.messageStart, v.messageEnd))
+            }
+            firstRowOf.append(dedupe.insert(digest, row: r.row) ?? 0)
+        }
+        account(.dedupe, since: &t)
+
+        // Split: parts by caps, batches by batch_size, in file order.
+        batchOf.removeAll(keepingCapacity: true)
+        for k in 0..<outcomes.count {
+            guard case .valid(let v) = outcomes[k], firstRowOf[k] == 0 else { batchOf.append(0); continue }
+            batchOf.append(planner.place(products[Int(v.product)].rule.channel))
+        }
+        account(.split, since: &t)
+
+        // Report: every row goes to exactly one of a batch, rejects.csv, duplicates.csv.
+        for (k, r) in records.enumerated() {
+            summary.rows += 1
+            switch outcomes[k] {
+            case .rejected(let reason, let detail):
+                summary.invalid += 1
+                summary.invalidByReason[reason, default: 0] += 1
+                if reason == .optedOut { optedOut += 1 }
+                try writeReject(r, reason, detail, block)
+            case .valid(let v):
+                summary.valid += 1
+                if firstRowOf[k] != 0 {
+                    summary.duplicates += 1
+                    summary.duplicatesByReason["in_file", default: 0] += 1
+                    try writeDuplicate(r.row, firstRow: firstRowOf[k], v, block)
+                } else {
+                    try writeBatchRow(r.row, batch: batchOf[k], v, block)
+                }
+            }
+        }
+        account(.report, since: &t)
+    }
+
+
+    private mutating func takeHeader(_ r: RecordInfo, _ block: borrowing RecordBlock) {
+        let names = (0..<r.fieldCount).map { Array(block.field(r, $0)) }
+        if r.malformed || names.contains(where: { n in n.withUnsafeBufferPointer { !isValidUTF8($0) || $0.contains(0) } }) {
+            rejectFile(.unreadable, "row \(r.row): the header is not CSV text (binary data, bad quoting or not UTF-8)")
+            return
+        }
+        let columns = ColumnMap(header: names, input: config.input)
+        var missing: [String] = []
+        if columns[.recipient] == nil { missing.append("recipient") }
+        if columns[.message] == nil { missing.append("message") }
+        if columns[.sender] == nil && config.validate.defaultSender == nil { missing.append("sender") }
+        if !missing.isEmpty {
+            let found = names.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ", ")
+            rejectFile(.missingColumn, "row \(r.row): no \(missing.joined(separator: ", ")) column (header: \(found))"
+                + (missing.contains("sender") ? "; or set validate.default_sender" : ""))
+            return
+        }
+        if firstHeader == nil {
+            firstHeader = names
+            writeRejectsHeader(names)
+        }
+        validator = RowValidator(columns: columns, config: config, productOverride: options.product, now: now, optOut: optOut)
+    }
+
+    // MARK: - Writing
+
+    private mutating func openSideFiles() throws(ReportError) {
+        rejects = try OutputFile(path: outputs.path("rejects.csv"))
+        duplicates = try OutputFile(path: outputs.path("duplicates.csv"))
+        duplicates!.plain("row,first_row,reason,recipient,sender\n")
+    }
+
+    private mutating func writeRejectsHeader(_ names: [[UInt8]]) {
+        rejects!.plain("row,reason,detail")
+        for n in names {
+            rejects!.comma()
+            n.withUnsafeBufferPointer { rejects!.field($0) }
+        }
+        rejects!.plain("\n")
+    }
+
+    private mutating func writeReject(_ r: RecordInfo, _ reason: ReasonCode, _ detail: String, _ block: borrowing RecordBlock) throws(ReportError) {
+        rejects!.number(r.row)
+        rejects!.comma()
+        rejects!.field(reason.code)
+        rejects!.comma()
+        rejects!.field(detail)
+        for i in 0..<r.fieldCount {
+            rejects!.comma()
+            rejects!.field(block.field(r, i))
+        }
+        try rejects!.endRow()
+    }
+
+    private mutating func writeDuplicate(_ row: Int, firstRow: Int, _ v: ValidRow, _ block: borrowing RecordBlock) throws(ReportError) {
+        duplicates!.number(row)
+        duplicates!.comma()
+        duplicates!.number(firstRow)
+        duplicates!.plain(",in_file,")
+        duplicates!.phone(v.recipient)
+        duplicates!.comma()
+        withSender(v, block, defaultSender) { duplicates!.field($0) }
+        try duplicates!.endRow()
+    }
+
+    private mutating func writeBatchRow(_ row: Int, batch: Int, _ v: ValidRow, _ block: borrowing RecordBlock) throws(ReportError) {
+        if batch != batchNumber { try startBatch(batch) }
+        let product = products[Int(v.product)]
+        batchFile!.number(row)
+        batchFile!.comma()
+        batchFile!.phone(v.recipient)
+        batchFile!.comma()
+        withSender(v, block, defaultSender) { batchFile!.field($0) }
+        batchFile!.comma()
+        product.codeBytes.withUnsafeBufferPointer { batchFile!.field($0) }
+        batchFile!.plain(options.dryRun ? ",dry_run,,,,,0," : ",pending,,,,,0,")
+        if v.encoding != 0 {
+            batchFile!.number(Int(v.segments))
+            batchFile!.plain(v.encoding == 1 ? ",gsm7," : ",ucs2,")
+        } else {
+            batchFile!.plain(",,")
+        }
+        if v.scheduleAt != 0 {
+            let t = product.isPromotional ? deferredForPromo(v.scheduleAt) : v.scheduleAt
+            batchFile!.plain(UTCTime.isoBytes(t))
+        } else {
+            batchTimeText.plain.withUnsafeBufferPointer { plainText in
+                batchTimeText.promo.withUnsafeBufferPointer { promoText in
+                    batchFile!.plain(product.isPromotional ? promoText : plainText)
+                }
+            }
+        }
+        try batchFile!.endRow()
+    }
+
+    private mutating func startBatch(_ number: Int) throws(ReportError) {
+        if let f = batchFile.take() { closedBatches.append(try f.close()) }
+        batchNumber = number
+        let name = String(format: "batch-%04d.csv", number)
+        batchFile = try OutputFile(path: outputs.path("batches/\(name)"))
+        batchFile!.plain("row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at\n")
+        let time = planner.time(ofBatch: number)
+        batchTimeText.plain = time.map { UTCTime.isoBytes($0) } ?? []
+        let promoTime = deferredForPromo(time ?? now)
+        batchTimeText.promo = time == nil && promoTime == now ? [] : UTCTime.isoBytes(promoTime)
+    }
+
+    /// SPEC §6: a P message outside the promo window moves to the next opening when
+    /// `action: defer` (with `reject`, rows with their own time were rejected already).
+    private func deferredForPromo(_ t: Int64) -> Int64 {
+        let w = config.validate.promoWindow
+        return w.action == .defer ? w.nextOpening(after: t) : t
+    }
+
+    // MARK: - Decision and publication
+
+    /// Applies the file-level rules that need the whole file, then publishes or discards
+    /// the batch files.
+    mutating func finish() throws(ReportError) {
+        var t = DispatchTime.now().uptimeNanoseconds
+        if !rejected {
+            let countable = summary.invalid - optedOut
+            if summary.rows == 0 {
+                rejectFile(.noRows, "no data rows after the header")
+            } else if Double(countable) / Double(summary.rows) > config.validate.maxInvalidRatio {
+                rejectFile(.tooManyInvalid, "\(countable) of \(summary.rows) rows invalid, over validate.max_invalid_ratio (\(config.validate.maxInvalidRatio))")
+            } else if planner.overCap && config.caps.overCap == .reject {
+                rejectFile(.overCap, "\(summary.toSend) messages need \(planner.parts) parts under the caps and caps.over_cap is reject")
+            }
+        }
+        if let f = batchFile.take() { closedBatches.append(try f.close()) }
+        if rejected {
+            for b in closedBatches { b.remove() }
+            summary.parts = planner.parts
+            summary.batches = 0
+        } else {
+            for b in closedBatches { try b.publish() }
+            summary.status = .completed
+            summary.parts = planner.parts
+            summary.batches = planner.batches.count
+            summary.plan = planner.batches.map { .init(batch: $0.number, part: $0.part, rows: $0.rows, scheduledAt: $0.scheduledAt) }
+            summary.estimatedSendSeconds = planner.estimatedSendSeconds(config.send)
+        }
+        if rejects == nil { try openSideFiles() }
+        if firstHeader == nil { rejects!.plain("row,reason,detail\n") }
+        try rejects.take()!.commit()
+        try duplicates.take()!.commit()
+        account(.report, since: &t)
+        for (i, name) in JobSummary.stages.enumerated() { summary.stageMs[name] = Int(nanos[i] / 1_000_000) }
+    }
+}
+
+/// The row's sender bytes: its own cell, or `validate.default_sender`.
+@inline(__always)
+private func withSender<R>(_ v: ValidRow, _ block: borrowing RecordBlock, _ fallback: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    if v.senderStart >= 0 { return body(block.bytes.slice(v.senderStart, v.senderEnd)) }
+    return fallback.withUnsafeBufferPointer(body)
+}

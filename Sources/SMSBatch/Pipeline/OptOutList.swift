@@ -1,0 +1,79 @@
+/// Loads `validate.optout_list`: one number per line, or a CSV whose recipient column holds
+/// them (SPEC §5); numbers normalised like recipients. Read through the same libarchive and
+/// libcsv path as recipient files, so a gzipped list works too.
+enum OptOutList {
+    struct LoadError: Error, CustomStringConvertible {
+        let path: String
+        let reason: String
+        /// Exit 66 when the file cannot be read, 78 when it breaks a configured limit.
+        let isConfigError: Bool
+        var description: String { "\(path): error: \(reason)" }
+    }
+
+    static func load(path: String, config: PipelineConfig) throws(LoadError) -> Set<UInt64> {
+        let file: InputFile
+        do { file = try InputFile(path: path) } catch {
+            throw LoadError(path: path, reason: "validate.optout_list: \(error.reason)", isConfigError: false)
+        }
+        if file.size > config.input.maxListBytes {
+            throw LoadError(path: path, reason: "validate.optout_list is \(file.size) bytes, over input.max_list_bytes (\(config.input.maxListBytes))", isConfigError: true)
+        }
+        let home = HomeCountry(iso: config.validate.homeCountry) ?? HomeCountry(iso: "IN")!
+        var numbers = Set<UInt64>()
+        if file.size == 0 { return numbers }
+        let archive = ArchiveStream(input: file)
+        let reader = CSVReader()
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { chunk.deallocate() }
+        var column: Int? = nil
+        var sawHeader = false
+        func take(_ block: borrowing RecordBlock) {
+            for r in block.records {
+                if r.isHeader && !sawHeader {
+                    sawHeader = true
+                    let names = (0..<r.fieldCount).map { Array(block.field(r, $0)) }
+                    column = ColumnMap(header: names, input: config.input)[.recipient]
+                    if column != nil { continue }
+                }
+                let i = column ?? 0
+                guard i < r.fieldCount else { continue }
+                let cell = trimSpacesAndTabs(block.field(r, i))
+                if let n = RecipientNormalizer.normalize(cell, home: home) { numbers.insert(n.value) }
+            }
+        }
+        do {
+            while let entry = try archive.nextEntry() {
+                guard entry.isRegularFile else { continue }
+                var first = true
+                while true {
+                    let n = try archive.read(into: chunk)
+                    if n == 0 { break }
+                    var data = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+                    if first {
+                        first = false
+                        data = stripBOM(data)
+                        reader.begin(delimiter: detectDelimiter(data))
+                    }
+                    reader.feed(data)
+                    reader.drain(take)
+                    if archive.expandedBytes > config.input.maxListBytes {
+                        throw LoadError(path: path, reason: "validate.optout_list expands past input.max_list_bytes", isConfigError: true)
+                    }
+                }
+                reader.finish()
+                reader.drain(take)
+            }
+        } catch let e as LoadError {
+            throw e
+        } catch {
+            throw LoadError(path: path, reason: "validate.optout_list cannot be read: \((error as? ArchiveError)?.message ?? "\(error)")", isConfigError: false)
+        }
+        return numbers
+    }
+}
+
+/// Drops a UTF-8 byte order mark.
+func stripBOM(_ d: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+    if d.count >= 3 && d[0] == 0xEF && d[1] == 0xBB && d[2] == 0xBF { return UnsafeRawBufferPointer(rebasing: d[3...]) }
+    return d
+}

@@ -1,0 +1,125 @@
+import Foundation
+
+/// A buffered output file written under a temporary name in its folder and renamed into
+/// place by `commit()`, so a reader never sees half a file (SPEC §7). `discard()` removes
+/// it instead (a file-level rejection writes no batch).
+struct OutputFile: ~Copyable {
+    let path: String
+    let tempPath: String
+    private let fd: Int32
+    private var buffer = ByteBuffer(capacity: 1 << 18)
+    private var closed = false
+
+    init(path: String) throws(ReportError) {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        tempPath = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp").path
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw ReportError(path: path, errno: errno) }
+    }
+
+    deinit {
+        if !closed {
+            Glibc.close(fd)
+            unlink(tempPath)
+        }
+    }
+
+    // MARK: - Writing CSV
+
+    /// Appends one CSV field (quoted when it holds a comma, quote, CR or LF), no separator.
+    @inline(__always)
+    mutating func field(_ b: UnsafeBufferPointer<UInt8>) {
+        var needsQuotes = false
+        for c in b where c == 0x2C || c == 0x22 || c == 0x0A || c == 0x0D { needsQuotes = true; break }
+        if !needsQuotes { buffer.append(b); return }
+        buffer.append(0x22)
+        var runStart = 0
+        for i in 0..<b.count where b[i] == 0x22 {
+            buffer.append(UnsafeBufferPointer(rebasing: b[runStart...i]))
+            buffer.append(0x22)
+            runStart = i + 1
+        }
+        buffer.append(UnsafeBufferPointer(rebasing: b[runStart...]))
+        buffer.append(0x22)
+    }
+
+    mutating func field(_ s: String) {
+        var s = s
+        s.withUTF8 { field($0) }
+    }
+
+    /// A field known to need no quoting (codes, numbers, E.164 numbers).
+    @inline(__always) mutating func plain(_ s: StaticString) { buffer.append(s) }
+    @inline(__always) mutating func plain(_ b: UnsafeBufferPointer<UInt8>) { buffer.append(b) }
+    @inline(__always) mutating func plain(_ a: [UInt8]) { a.withUnsafeBufferPointer { buffer.append($0) } }
+    @inline(__always) mutating func number(_ v: Int) { buffer.appendDecimal(v) }
+    /// An E.164 number, `+` and its digits.
+    @inline(__always) mutating func phone(_ n: PhoneNumber) {
+        buffer.append(UInt8(ascii: "+"))
+        buffer.appendDecimal(Int(n.value))
+    }
+    @inline(__always) mutating func comma() { buffer.append(0x2C) }
+
+    mutating func endRow() throws(ReportError) {
+        buffer.append(0x0A)
+        if buffer.count >= 1 << 18 { try flush() }
+    }
+
+    mutating func write(_ s: String) throws(ReportError) {
+        buffer.append(s)
+        if buffer.count >= 1 << 18 { try flush() }
+    }
+
+    mutating func flush() throws(ReportError) {
+        var off = 0
+        while off < buffer.count {
+            let n = Glibc.write(fd, buffer.base + off, buffer.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ReportError(path: path, errno: errno)
+            }
+            off += n
+        }
+        buffer.removeAll()
+    }
+
+    /// Flushes, closes and renames the file into place.
+    consuming func commit() throws(ReportError) {
+        try close().publish()
+    }
+
+    /// Flushes and closes the file, leaving it under its temporary name until published.
+    consuming func close() throws(ReportError) -> ClosedOutputFile {
+        try flush()
+        closed = true
+        if Glibc.close(fd) != 0 { throw ReportError(path: path, errno: errno) }
+        return ClosedOutputFile(path: path, tempPath: tempPath)
+    }
+
+    /// Removes the temporary file.
+    consuming func discard() {
+        closed = true
+        Glibc.close(fd)
+        unlink(tempPath)
+    }
+}
+
+/// A complete output file still under its temporary name.
+struct ClosedOutputFile {
+    let path: String
+    let tempPath: String
+
+    func publish() throws(ReportError) {
+        if rename(tempPath, path) != 0 { throw ReportError(path: path, errno: errno) }
+    }
+
+    func remove() { unlink(tempPath) }
+}
+
+/// An output file could not be written (disk full, permissions).
+public struct ReportError: Error, CustomStringConvertible {
+    public let path: String
+    public let errno: Int32
+    public var description: String { "\(path): error: cannot write: \(String(cString: strerror(errno)))" }
+}

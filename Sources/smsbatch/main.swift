@@ -1,2 +1,0 @@
-import SMSBatch
-print("smsbatch")
