@@ -17,13 +17,13 @@ private func config(_ yaml: String) throws -> PipelineConfig {
 }
 
 /// A failing case: the YAML, then the exact key path and line the error must name.
-struct Bad: CustomTestStringConvertible, Sendable {
+struct BadConfig: CustomTestStringConvertible, Sendable {
     let yaml: String, keyPath: String, line: Int
     init(_ yaml: String, _ keyPath: String, _ line: Int) { (self.yaml, self.keyPath, self.line) = (yaml, keyPath, line) }
     var testDescription: String { yaml.replacingOccurrences(of: "\n", with: " ⏎ ") }
 }
 
-private func expect(_ bad: Bad, is kind: ConfigError.Kind, sourceLocation: SourceLocation = #_sourceLocation) {
+private func expect(_ bad: BadConfig, is kind: ConfigError.Kind, sourceLocation: SourceLocation = #_sourceLocation) {
     let error = failure(bad.yaml)
     #expect(error?.kind == kind, sourceLocation: sourceLocation)
     #expect(error?.keyPath == bad.keyPath, sourceLocation: sourceLocation)
@@ -121,14 +121,14 @@ struct ConfigTests {
     // MARK: - Refused keys
 
     @Test("an unknown key at any level is refused, naming its key path and line", arguments: [
-        Bad("inputs:\n  max_file_bytes: 1", "inputs", 1),
-        Bad("split:\n  batch_size: 10000\n  batchsize: 5000", "split.batchsize", 3),
-        Bad("validate:\n  promo_window:\n    begin: \"09:00\"", "validate.promo_window.begin", 3),
-        Bad("validate:\n  products:\n    T: {sender: dlt_header, route: x}", "validate.products.T.route", 3),
-        Bad("input:\n  columns:\n    phone: [tel]", "input.columns.phone", 3),
-        Bad("state:\n  path: x\n  file: y", "state.file", 3),
+        BadConfig("inputs:\n  max_file_bytes: 1", "inputs", 1),
+        BadConfig("split:\n  batch_size: 10000\n  batchsize: 5000", "split.batchsize", 3),
+        BadConfig("validate:\n  promo_window:\n    begin: \"09:00\"", "validate.promo_window.begin", 3),
+        BadConfig("validate:\n  products:\n    T: {sender: dlt_header, route: x}", "validate.products.T.route", 3),
+        BadConfig("input:\n  columns:\n    phone: [tel]", "input.columns.phone", 3),
+        BadConfig("state:\n  path: x\n  file: y", "state.file", 3),
     ])
-    func unknownKey(bad: Bad) {
+    func unknownKey(bad: BadConfig) {
         expect(bad, is: .unknownKey)
     }
 
@@ -164,27 +164,27 @@ struct ConfigTests {
     // MARK: - Wrong types
 
     @Test("a value of the wrong YAML type is refused as wrongType", arguments: [
-        Bad("- input\n- split", "", 1),
-        Bad("caps: 5", "caps", 1),
-        Bad("split:\n  batch_size: ten", "split.batch_size", 2),
-        Bad("split:\n  batch_size: 1.5", "split.batch_size", 2),
-        Bad("split:\n  batch_size: [1000]", "split.batch_size", 2),
-        Bad("split:\n  batch_size: \"10000\"", "split.batch_size", 2),
-        Bad("split:\n  batch_size:", "split.batch_size", 2),
-        Bad("split:\n  start: tomorrow", "split.start", 2),
-        Bad("split:\n  start: 2026-03-01T10:00:00", "split.start", 2),
-        Bad("validate:\n  max_invalid_ratio: lots", "validate.max_invalid_ratio", 2),
-        Bad("validate:\n  promo_window:\n    start: 9am", "validate.promo_window.start", 3),
-        Bad("validate:\n  products:\n    T: {domestic: maybe}", "validate.products.T.domestic", 3),
-        Bad("validate:\n  products:\n    XYZ: {channel: sms}", "validate.products.XYZ", 3),
-        Bad("validate:\n  timezone: {name: UTC}", "validate.timezone", 2),
-        Bad("dedupe:\n  window: 5 minutes", "dedupe.window", 2),
-        Bad("input:\n  max_file_bytes: 200 parsecs", "input.max_file_bytes", 2),
-        Bad("input:\n  max_file_bytes: true", "input.max_file_bytes", 2),
-        Bad("input:\n  columns:\n    recipient:\n      - tel\n      - {a: b}", "input.columns.recipient[1]", 5),
-        Bad("watch:\n  root: [a, b]", "watch.root", 2),
+        BadConfig("- input\n- split", "", 1),
+        BadConfig("caps: 5", "caps", 1),
+        BadConfig("split:\n  batch_size: ten", "split.batch_size", 2),
+        BadConfig("split:\n  batch_size: 1.5", "split.batch_size", 2),
+        BadConfig("split:\n  batch_size: [1000]", "split.batch_size", 2),
+        BadConfig("split:\n  batch_size: \"10000\"", "split.batch_size", 2),
+        BadConfig("split:\n  batch_size:", "split.batch_size", 2),
+        BadConfig("split:\n  start: tomorrow", "split.start", 2),
+        BadConfig("split:\n  start: 2026-03-01T10:00:00", "split.start", 2),
+        BadConfig("validate:\n  max_invalid_ratio: lots", "validate.max_invalid_ratio", 2),
+        BadConfig("validate:\n  promo_window:\n    start: 9am", "validate.promo_window.start", 3),
+        BadConfig("validate:\n  products:\n    T: {domestic: maybe}", "validate.products.T.domestic", 3),
+        BadConfig("validate:\n  products:\n    XYZ: {channel: sms}", "validate.products.XYZ", 3),
+        BadConfig("validate:\n  timezone: {name: UTC}", "validate.timezone", 2),
+        BadConfig("dedupe:\n  window: 5 minutes", "dedupe.window", 2),
+        BadConfig("input:\n  max_file_bytes: 200 parsecs", "input.max_file_bytes", 2),
+        BadConfig("input:\n  max_file_bytes: true", "input.max_file_bytes", 2),
+        BadConfig("input:\n  columns:\n    recipient:\n      - tel\n      - {a: b}", "input.columns.recipient[1]", 5),
+        BadConfig("watch:\n  root: [a, b]", "watch.root", 2),
     ])
-    func wrongType(bad: Bad) {
+    func wrongType(bad: BadConfig) {
         expect(bad, is: .wrongType)
     }
 
@@ -197,10 +197,10 @@ struct ConfigTests {
     // MARK: - Out of range
 
     @Test("batch_size is checked against the provider in the same file, whatever the key order", arguments: [
-        Bad("split:\n  provider: bics\n  batch_size: 200000", "split.batch_size", 3),
-        Bad("split:\n  batch_size: 200000\n  provider: bics", "split.batch_size", 2),
+        BadConfig("split:\n  provider: bics\n  batch_size: 200000", "split.batch_size", 3),
+        BadConfig("split:\n  batch_size: 200000\n  provider: bics", "split.batch_size", 2),
     ])
-    func batchSizeAgainstProvider(bad: Bad) {
+    func batchSizeAgainstProvider(bad: BadConfig) {
         expect(bad, is: .outOfRange)
         #expect(failure(bad.yaml)?.message == "200000 is above the bics maximum of 100000")
     }
@@ -216,51 +216,51 @@ struct ConfigTests {
     }
 
     @Test("a value outside its allowed range or set of choices is refused as outOfRange", arguments: [
-        Bad("split:\n  batch_size: 999", "split.batch_size", 2),
-        Bad("split:\n  batch_size: 500001", "split.batch_size", 2),
-        Bad("split:\n  interval: 4m", "split.interval", 2),
-        Bad("split:\n  interval: 2h", "split.interval", 2),
-        Bad("split:\n  max_ahead: 91d", "split.max_ahead", 2),
-        Bad("split:\n  max_ahead: 0", "split.max_ahead", 2),
-        Bad("split:\n  provider: twilio", "split.provider", 2),
-        Bad("caps:\n  bulk: 0", "caps.bulk", 2),
-        Bad("caps:\n  channel: 200001", "caps.channel", 2),
-        Bad("caps:\n  voice: 60000", "caps.voice", 2),
-        Bad("caps:\n  over_cap: truncate", "caps.over_cap", 2),
-        Bad("caps:\n  kind: medium", "caps.kind", 2),
-        Bad("validate:\n  max_invalid_ratio: 1.5", "validate.max_invalid_ratio", 2),
-        Bad("validate:\n  max_invalid_ratio: -0.1", "validate.max_invalid_ratio", 2),
-        Bad("validate:\n  max_segments: 0", "validate.max_segments", 2),
-        Bad("validate:\n  max_segments: 256", "validate.max_segments", 2),
-        Bad("validate:\n  timezone: Mars/Olympus_Mons", "validate.timezone", 2),
-        Bad("validate:\n  promo_window:\n    timezone: Nowhere/City", "validate.promo_window.timezone", 3),
-        Bad("validate:\n  home_country: XX", "validate.home_country", 2),
-        Bad("validate:\n  promo_window:\n    start: \"22:00\"", "validate.promo_window.start", 3),
-        Bad("validate:\n  promo_window:\n    start: \"10:00\"\n    end: \"09:00\"", "validate.promo_window.end", 4),
-        Bad("validate:\n  promo_window:\n    action: drop", "validate.promo_window.action", 3),
-        Bad("validate:\n  default_product: X", "validate.default_product", 2),
-        Bad("validate:\n  products:\n    G: {}", "validate.default_product", 2),
-        Bad("validate:\n  default_product: G\n  products:\n    P: {}", "validate.default_product", 2),
-        Bad("validate:\n  products: {}", "validate.products", 2),
-        Bad("validate:\n  optout_list: \"\"", "validate.optout_list", 2),
-        Bad("dedupe:\n  window: -5", "dedupe.window", 2),
-        Bad("input:\n  max_file_bytes: 0", "input.max_file_bytes", 2),
-        Bad("input:\n  max_list_bytes: -1", "input.max_list_bytes", 2),
-        Bad("input:\n  delimiter: \":\"", "input.delimiter", 2),
-        Bad("send:\n  endpoint: ftp://example.com/", "send.endpoint", 2),
-        Bad("send:\n  endpoint: portal.mobtexting.com", "send.endpoint", 2),
-        Bad("send:\n  token_env: 1TOKEN", "send.token_env", 2),
-        Bad("send:\n  token_env: my-token", "send.token_env", 2),
-        Bad("send:\n  auth: cookie", "send.auth", 2),
-        Bad("send:\n  requests_per_minute: 1001", "send.requests_per_minute", 2),
-        Bad("send:\n  nodes_per_request: 5001", "send.nodes_per_request", 2),
-        Bad("send:\n  concurrency: 0", "send.concurrency", 2),
-        Bad("send:\n  concurrency: 65", "send.concurrency", 2),
-        Bad("send:\n  max_attempts: 21", "send.max_attempts", 2),
-        Bad("send:\n  timeout: 0", "send.timeout", 2),
-        Bad("watch:\n  settle: -1", "watch.settle", 2),
+        BadConfig("split:\n  batch_size: 999", "split.batch_size", 2),
+        BadConfig("split:\n  batch_size: 500001", "split.batch_size", 2),
+        BadConfig("split:\n  interval: 4m", "split.interval", 2),
+        BadConfig("split:\n  interval: 2h", "split.interval", 2),
+        BadConfig("split:\n  max_ahead: 91d", "split.max_ahead", 2),
+        BadConfig("split:\n  max_ahead: 0", "split.max_ahead", 2),
+        BadConfig("split:\n  provider: twilio", "split.provider", 2),
+        BadConfig("caps:\n  bulk: 0", "caps.bulk", 2),
+        BadConfig("caps:\n  channel: 200001", "caps.channel", 2),
+        BadConfig("caps:\n  voice: 60000", "caps.voice", 2),
+        BadConfig("caps:\n  over_cap: truncate", "caps.over_cap", 2),
+        BadConfig("caps:\n  kind: medium", "caps.kind", 2),
+        BadConfig("validate:\n  max_invalid_ratio: 1.5", "validate.max_invalid_ratio", 2),
+        BadConfig("validate:\n  max_invalid_ratio: -0.1", "validate.max_invalid_ratio", 2),
+        BadConfig("validate:\n  max_segments: 0", "validate.max_segments", 2),
+        BadConfig("validate:\n  max_segments: 256", "validate.max_segments", 2),
+        BadConfig("validate:\n  timezone: Mars/Olympus_Mons", "validate.timezone", 2),
+        BadConfig("validate:\n  promo_window:\n    timezone: Nowhere/City", "validate.promo_window.timezone", 3),
+        BadConfig("validate:\n  home_country: XX", "validate.home_country", 2),
+        BadConfig("validate:\n  promo_window:\n    start: \"22:00\"", "validate.promo_window.start", 3),
+        BadConfig("validate:\n  promo_window:\n    start: \"10:00\"\n    end: \"09:00\"", "validate.promo_window.end", 4),
+        BadConfig("validate:\n  promo_window:\n    action: drop", "validate.promo_window.action", 3),
+        BadConfig("validate:\n  default_product: X", "validate.default_product", 2),
+        BadConfig("validate:\n  products:\n    G: {}", "validate.default_product", 2),
+        BadConfig("validate:\n  default_product: G\n  products:\n    P: {}", "validate.default_product", 2),
+        BadConfig("validate:\n  products: {}", "validate.products", 2),
+        BadConfig("validate:\n  optout_list: \"\"", "validate.optout_list", 2),
+        BadConfig("dedupe:\n  window: -5", "dedupe.window", 2),
+        BadConfig("input:\n  max_file_bytes: 0", "input.max_file_bytes", 2),
+        BadConfig("input:\n  max_list_bytes: -1", "input.max_list_bytes", 2),
+        BadConfig("input:\n  delimiter: \":\"", "input.delimiter", 2),
+        BadConfig("send:\n  endpoint: ftp://example.com/", "send.endpoint", 2),
+        BadConfig("send:\n  endpoint: portal.mobtexting.com", "send.endpoint", 2),
+        BadConfig("send:\n  token_env: 1TOKEN", "send.token_env", 2),
+        BadConfig("send:\n  token_env: my-token", "send.token_env", 2),
+        BadConfig("send:\n  auth: cookie", "send.auth", 2),
+        BadConfig("send:\n  requests_per_minute: 1001", "send.requests_per_minute", 2),
+        BadConfig("send:\n  nodes_per_request: 5001", "send.nodes_per_request", 2),
+        BadConfig("send:\n  concurrency: 0", "send.concurrency", 2),
+        BadConfig("send:\n  concurrency: 65", "send.concurrency", 2),
+        BadConfig("send:\n  max_attempts: 21", "send.max_attempts", 2),
+        BadConfig("send:\n  timeout: 0", "send.timeout", 2),
+        BadConfig("watch:\n  settle: -1", "watch.settle", 2),
     ])
-    func outOfRange(bad: Bad) {
+    func outOfRange(bad: BadConfig) {
         expect(bad, is: .outOfRange)
     }
 

@@ -68,7 +68,7 @@ struct ConfigNode {
                     throw value.error(.unknownKey, "a token is never written in pipeline.yaml; remove this key "
                         + "and put the token in the environment variable named by send.token_env")
                 }
-                let within = path.isEmpty ? "pipeline.yaml" : path
+                let within = path.isEmpty ? "the top level" : path
                 throw value.error(.unknownKey, "unknown key; \(within) has: \(known.joined(separator: ", "))")
             }
             try body(key, value)
