@@ -42,7 +42,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "SMSBatchTests",
-            dependencies: ["SMSBatch"],
+            dependencies: ["SMSBatch", "CArchive"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -59,12 +59,17 @@ final class ArchiveStream {
         return Entry(name: name, isRegularFile: isRaw || mode == UInt32(S_IFREG), isRaw: isRaw)
     }
 
-    /// Reads up to `into.count` decompressed bytes of the current entry; 0 at its end.
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(ArchiveError) -> Int {
-        let n = archive_read_data(archive, buffer.baseAddress, buffer.count)
-        if n < 0 { throw error() }
-        expandedBytes += Int64(n)
-        return n
+    /// The next block of the current entry's decompressed bytes, as libarchive produced it
+    /// (no copy); nil at the entry's end. Valid until the next call.
+    func nextBlock() throws(ArchiveError) -> UnsafeRawBufferPointer? {
+        var buf: UnsafeRawPointer?
+        var size = 0
+        var offset: Int64 = 0
+        let status = archive_read_data_block(archive, &buf, &size, &offset)
+        if status == ARCHIVE_EOF { return nil }
+        if status < ARCHIVE_WARN { throw error() }
+        expandedBytes += Int64(size)
+        return UnsafeRawBufferPointer(start: buf, count: size)
     }
 
     private func error() -> ArchiveError {

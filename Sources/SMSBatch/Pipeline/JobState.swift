@@ -68,8 +68,6 @@ struct JobState: ~Copyable {
         let archive = ArchiveStream(input: file)
         bytesRead = { [unowned file] in file.bytesRead }
         let reader = CSVReader()
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-        defer { chunk.deallocate() }
         var csvEntries = 0
         do {
             while !stopped {
@@ -79,13 +77,12 @@ struct JobState: ~Copyable {
                 csvEntries += 1
                 var first = true
                 while !stopped {
-                    let n = try archive.read(into: chunk)
+                    guard var data = try archive.nextBlock() else { break }
                     if archive.expandedBytes > config.input.maxExpandedBytes {
                         rejectFile(.expandedTooLarge, "expands past input.max_expanded_bytes (\(config.input.maxExpandedBytes))")
                         break
                     }
-                    if n == 0 { break }
-                    var data = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+                    if data.isEmpty { continue }
                     if first {
                         first = false
                         data = stripBOM(data)
@@ -112,7 +109,8 @@ struct JobState: ~Copyable {
                 if !stopped { try processBlock(reader) }
             }
         } catch let e as ArchiveError {
-            // The rows before the damage are counted; nothing of the file is sent.
+            // The complete rows before the damage are counted; nothing of the file is sent.
+            if !stopped { try processBlock(reader) }
             rejectFile(.unreadable, "corrupt or truncated input: \(e.message)")
         } catch let e as ReportError {
             throw e

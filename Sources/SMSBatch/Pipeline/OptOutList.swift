@@ -23,8 +23,6 @@ enum OptOutList {
         if file.size == 0 { return numbers }
         let archive = ArchiveStream(input: file)
         let reader = CSVReader()
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
-        defer { chunk.deallocate() }
         var column: Int? = nil
         var sawHeader = false
         func take(_ block: borrowing RecordBlock) {
@@ -46,9 +44,8 @@ enum OptOutList {
                 guard entry.isRegularFile else { continue }
                 var first = true
                 while true {
-                    let n = try archive.read(into: chunk)
-                    if n == 0 { break }
-                    var data = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+                    guard var data = try archive.nextBlock() else { break }
+                    if data.isEmpty { continue }
                     if first {
                         first = false
                         data = stripBOM(data)
