@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "smsbatch", targets: ["smsbatch"]),
         .library(name: "SMSBatch", targets: ["SMSBatch"]),
+        .executable(name: "gen-recipients", targets: ["gen-recipients"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -40,9 +41,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
+        // Deterministic test recipient files, for tests and `make gen`; no dependencies.
+        .target(name: "RecipientGenerator", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "gen-recipients", dependencies: ["RecipientGenerator"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SMSBatchTests",
-            dependencies: ["SMSBatch", "CArchive"],
+            dependencies: ["SMSBatch", "CArchive", "RecipientGenerator"],
             swiftSettings: swiftSettings),
     ]
 )

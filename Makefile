@@ -1,0 +1,47 @@
+# Entry points. SCRATCH lets parallel worktrees keep separate build folders.
+SCRATCH ?= .build
+SWIFT_FLAGS = --scratch-path $(SCRATCH)
+BIN = $(SCRATCH)/debug/smsbatch
+DEBS = libcsv-dev libarchive-dev libssl-dev pkg-config zlib1g-dev
+# A fixed clock keeps sample runs reproducible (every-reason.csv row 14 schedules 2027-01-15).
+NOW ?= 2027-01-01T06:30:00Z
+RUN_FLAGS ?= --dry-run --now $(NOW)
+SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wildcard samples/*.*))
+GEN_ROWS ?= 700000
+GEN_SEED ?= 1
+
+.PHONY: deps build test run release clean gen
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing:" $$missing; \
+		$$sudo apt-get update && $$sudo apt-get -o DPkg::Lock::Timeout=300 install -y $$missing; \
+	fi
+
+build:
+	swift build $(SWIFT_FLAGS)
+
+test: deps
+	swift build --build-tests $(SWIFT_FLAGS)
+	swift test --skip-build $(SWIFT_FLAGS)
+
+run: deps build
+	@for f in $(SAMPLES); do \
+		name=$${f##*/}; name=$${name%%.*}; rm -rf out/$$name; \
+		echo "== $$f -> out/$$name/"; \
+		cfg=""; [ -f samples/$$name.yaml ] && cfg="-c samples/$$name.yaml"; \
+		$(BIN) run $(RUN_FLAGS) $$cfg --out out/$$name $$f || echo "   (exit $$?)"; \
+	done
+
+release:
+	swift build -c release $(SWIFT_FLAGS)
+
+gen:
+	swift build -c release $(SWIFT_FLAGS) --product gen-recipients
+	mkdir -p samples/generated
+	$(SCRATCH)/release/gen-recipients --rows $(GEN_ROWS) --seed $(GEN_SEED) samples/generated/recipients-$(GEN_ROWS).csv
+
+clean:
+	rm -rf $(SCRATCH) out samples/generated
