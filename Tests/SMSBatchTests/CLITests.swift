@@ -1,0 +1,147 @@
+import Foundation
+import RecipientGenerator
+import Testing
+
+/// The built `smsbatch` binary, beside the test bundle.
+let smsbatchBinary: String = {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    return dir.appendingPathComponent("smsbatch").path
+}()
+
+struct ProcessResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs the binary with `args` in `cwd` and waits for it.
+func smsbatch(_ args: [String], cwd: String) throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: smsbatchBinary)
+    p.arguments = args
+    p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+    var env = ProcessInfo.processInfo.environment
+    env["SMSBATCH_TOKEN"] = nil
+    p.environment = env
+    // Output goes to files, not pipes, so a chatty child can never block on a full pipe.
+    let id = UUID().uuidString
+    let outPath = NSTemporaryDirectory() + "smsbatch-out-" + id, errPath = NSTemporaryDirectory() + "smsbatch-err-" + id
+    FileManager.default.createFile(atPath: outPath, contents: nil)
+    FileManager.default.createFile(atPath: errPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
+    p.standardOutput = FileHandle(forWritingAtPath: outPath)
+    p.standardError = FileHandle(forWritingAtPath: errPath)
+    try p.run()
+    p.waitUntilExit()
+    let outData = FileManager.default.contents(atPath: outPath) ?? Data()
+    let errData = FileManager.default.contents(atPath: errPath) ?? Data()
+    return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
+
+private let good = "recipient,sender,message\n9876543210,MOBTXT,Hello\n9876543211,MOBTXT,Hello\n"
+
+@Suite("CLI: commands, outputs and exit codes of SPEC §9")
+struct CLITests {
+    @Test("a good file exits 0 and prints the plan; --json prints summary.json instead")
+    func success() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        let r = try smsbatch(["run", "--dry-run", "--now", "2026-11-26T04:30:00Z", "--out", "o", "a.csv"], cwd: dir.path)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("batch 1"))
+        #expect(FileManager.default.fileExists(atPath: dir.file("o/batches/batch-0001.csv")))
+        let j = try smsbatch(["run", "--dry-run", "--json", "--out", "o2", "a.csv"], cwd: dir.path)
+        #expect(j.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any]
+        #expect(json?["to_send"] as? Int == 2)
+    }
+
+    @Test("without --out, outputs go to <watch.root>/outbox/<job id>/")
+    func outbox() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        dir.write("pipeline.yaml", "watch:\n  root: ./myspool\n")
+        let r = try smsbatch(["run", "--dry-run", "--json", "--now", "2026-11-26T04:30:00Z", "a.csv"], cwd: dir.path)
+        #expect(r.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let job = try #require(json?["job"] as? String)
+        #expect(job.hasPrefix("20261126T043000Z-"))
+        #expect(FileManager.default.fileExists(atPath: dir.file("myspool/outbox/\(job)/summary.json")))
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.file("myspool/outbox"))
+        #expect(left == [job])
+    }
+
+    @Test("usage errors exit 64", arguments: [["run"], ["run", "--bogus", "a.csv"], ["run", "--dry-run", "--kind", "huge", "a.csv"], ["frobnicate"]])
+    func usage(args: [String]) throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        #expect(try smsbatch(args, cwd: dir.path).status == 64)
+    }
+
+    @Test("a rejected file exits 65 with the reason in summary.json")
+    func rejected() throws {
+        let dir = TempDir()
+        dir.write("h.csv", "recipient,sender,message\n")
+        let r = try smsbatch(["run", "--dry-run", "--out", "o", "h.csv"], cwd: dir.path)
+        #expect(r.status == 65)
+        #expect(r.stderr.contains("no_rows"))
+        #expect(try String(contentsOfFile: dir.file("o/summary.json"), encoding: .utf8).contains("\"reject_reason\": \"no_rows\""))
+    }
+
+    @Test("a missing file or a directory exits 66 with one line naming it", arguments: ["nope.csv", "."])
+    func unreadable(path: String) throws {
+        let dir = TempDir()
+        let r = try smsbatch(["run", "--dry-run", "--out", "o", path], cwd: dir.path)
+        #expect(r.status == 66)
+        #expect(r.stderr.contains("\(path): error:"))
+        #expect(!r.stderr.contains("Fatal"))
+    }
+
+    @Test("configuration errors exit 78 naming the key and its line", arguments: [
+        ("split:\n  batch_size: 200000\n  provider: bics\n", "split.batch_size", ":2:"),
+        ("input:\n  max_file_bytes: 10\n  colour: red\n", "input.colour", ":3:"),
+        ("caps:\n  bulk: 600000\n", "caps.bulk", ":2:"),
+    ])
+    func configErrors(yaml: String, key: String, line: String) throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        dir.write("bad.yaml", yaml)
+        let r = try smsbatch(["run", "--dry-run", "-c", "bad.yaml", "--out", "o", "a.csv"], cwd: dir.path)
+        #expect(r.status == 78)
+        #expect(r.stderr.contains(key))
+        #expect(r.stderr.contains(line))
+    }
+
+    @Test("a missing opt-out list exits 66 naming it")
+    func missingOptOut() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        dir.write("pipeline.yaml", "validate:\n  optout_list: gone.txt\n")
+        let r = try smsbatch(["run", "--dry-run", "--out", "o", "a.csv"], cwd: dir.path)
+        #expect(r.status == 66)
+        #expect(r.stderr.contains("gone.txt"))
+    }
+
+    @Test("a generated 600,000-row file with --kind bulk: over_cap split gives 2 parts (500,000 + the rest), over_cap reject writes no batch")
+    func bulkCap() throws {
+        let dir = TempDir()
+        let path = dir.file("big.csv")
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        try generateRecipients(GeneratorOptions(rows: 600_000, seed: 11, invalidShare: 0, duplicateShare: 0), to: fd)
+        close(fd)
+        let r = try smsbatch(["run", "--dry-run", "--json", "--kind", "bulk", "--out", "split", "big.csv"], cwd: dir.path)
+        #expect(r.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["parts"] as? Int == 2)
+        #expect(json["batches"] as? Int == 60)
+        let plan = try #require(json["plan"] as? [[String: Any]])
+        let rowsByPart = Dictionary(grouping: plan, by: { $0["part"] as! Int }).mapValues { $0.reduce(0) { $0 + ($1["rows"] as! Int) } }
+        #expect(rowsByPart == [1: 500_000, 2: 100_000])
+
+        dir.write("reject.yaml", "caps:\n  over_cap: reject\n")
+        let rej = try smsbatch(["run", "--dry-run", "--json", "-c", "reject.yaml", "--kind", "bulk", "--out", "rej", "big.csv"], cwd: dir.path)
+        #expect(rej.status == 65)
+        #expect(rej.stdout.contains("\"reject_reason\": \"over_cap\""))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("rej/batches")).isEmpty)
+    }
+}
