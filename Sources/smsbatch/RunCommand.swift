@@ -42,11 +42,6 @@ struct RunCommand: AsyncParsableCommand {
         options.dryRun = dryRun
         options.force = force
         options.now = try common.parsedNow()
-        if !dryRun {
-            // The send stage arrives with the sandbox; until then only a dry run is honest.
-            printError("error: sending is not built yet: run with --dry-run")
-            throw ExitCode(64)
-        }
         let runner = JobRunner(config: config, options: options, progress: Progress())
         do { try runner.prepare() } catch {
             printError(error.description)
@@ -57,7 +52,7 @@ struct RunCommand: AsyncParsableCommand {
             var outDir = out
             if let out, files.count > 1 { outDir = (out as NSString).appendingPathComponent((file as NSString).lastPathComponent) }
             do {
-                let result = try runner.run(path: file, outDir: outDir)
+                let result = try await runner.run(path: file, outDir: outDir)
                 if json {
                     print(result.summary.json.rendered(indent: 2))
                 } else {

@@ -20,12 +20,12 @@ struct AccountingTests {
             GeneratorOptions(rows: 5_000, seed: 8, invalidShare: 0.1, delimiter: UInt8(ascii: ";"), crlf: true, bom: true, mixProblems: true),
             GeneratorOptions(rows: 5_000, seed: 9, invalidShare: 0.1, delimiter: 9, mixProblems: true),
           ])
-    func accounting(options: GeneratorOptions) throws {
+    func accounting(options: GeneratorOptions) async throws {
         let dir = TempDir()
         let (path, expected) = try generated(options, in: dir)
         var config = PipelineConfig()
         config.split.batchSize = 1000
-        let out = try runJob(path, config: config, in: dir)
+        let out = try await runJob(path, config: config, in: dir)
         let s = out.summary
         #expect(s.status == .completed)
         #expect(s.rows == expected.records)
@@ -47,10 +47,10 @@ struct AccountingTests {
     }
 
     @Test("summary.json has every key of SPEC §7")
-    func summaryKeys() throws {
+    func summaryKeys() async throws {
         let dir = TempDir()
         let (path, _) = try generated(GeneratorOptions(rows: 100, seed: 1), in: dir)
-        let json = try runJob(path, in: dir).summaryJSON
+        let json = try await runJob(path, in: dir).summaryJSON
         for key in ["job", "input", "sha256", "bytes", "status", "reject_reason", "rows", "valid", "invalid",
                     "invalid_by_reason", "duplicates", "to_send", "parts", "batches", "submitted", "failed",
                     "stage_ms", "started_at", "finished_at", "plan"] {
@@ -63,12 +63,12 @@ struct AccountingTests {
     }
 
     @Test("no temporary file is left behind once outputs are written")
-    func noTempFiles() throws {
+    func noTempFiles() async throws {
         let dir = TempDir()
         let (path, _) = try generated(GeneratorOptions(rows: 3000, seed: 2), in: dir)
         var config = PipelineConfig()
         config.split.batchSize = 1000
-        let out = try runJob(path, config: config, in: dir)
+        let out = try await runJob(path, config: config, in: dir)
         let all = FileManager.default.enumerator(atPath: out.dir)!.compactMap { $0 as? String }
         #expect(all.filter { $0.hasSuffix(".tmp") }.isEmpty)
         #expect(out.batchFiles == ["batch-0001.csv", "batch-0002.csv", "batch-0003.csv"])
@@ -78,7 +78,7 @@ struct AccountingTests {
 @Suite("Dedupe: same sender, normalised recipient and message bytes")
 struct DedupeTests {
     @Test("a repeat written in another number format is an in_file duplicate of the first row")
-    func normalisedDuplicate() throws {
+    func normalisedDuplicate() async throws {
         let dir = TempDir()
         let text = recipientCSV([
             "+91 98765-43210,MOBTXT,Hello,T",
@@ -87,7 +87,7 @@ struct DedupeTests {
             "9876543210,MOBTXU,Hello,T",
             "919876543210,MOBTXT,Hello,T",
         ])
-        let out = try runJob(dir.write("d.csv", text), in: dir)
+        let out = try await runJob(dir.write("d.csv", text), in: dir)
         #expect(out.duplicates.rows == [["3", "2", "in_file", "+919876543210", "MOBTXT"], ["6", "2", "in_file", "+919876543210", "MOBTXT"]])
         #expect(out.batchRows.column("row") == ["2", "4", "5"])
     }
@@ -100,63 +100,63 @@ struct SplitTests {
     }
 
     @Test("over the bulk cap, over_cap split starts a new part at the row that would go over")
-    func splitParts() throws {
+    func splitParts() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.caps.bulk = 2500
         config.split.batchSize = 1000
-        let out = try runJob(dir.write("c.csv", recipientCSV(rows(6000))), config: config, in: dir)
+        let out = try await runJob(dir.write("c.csv", recipientCSV(rows(6000))), config: config, in: dir)
         #expect(out.summary.parts == 3)
         #expect(out.summary.plan.map(\.rows) == [1000, 1000, 500, 1000, 1000, 500, 1000])
         #expect(out.summary.plan.map(\.part) == [1, 1, 1, 2, 2, 2, 3])
     }
 
     @Test("over a cap with over_cap reject, the file is rejected as over_cap and no batch is written")
-    func rejectOverCap() throws {
+    func rejectOverCap() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.caps.bulk = 2500
         config.caps.overCap = .reject
         config.split.batchSize = 1000
-        let out = try runJob(dir.write("c.csv", recipientCSV(rows(3000))), config: config, in: dir)
+        let out = try await runJob(dir.write("c.csv", recipientCSV(rows(3000))), config: config, in: dir)
         #expect(out.summary.rejectReason == .overCap)
         #expect(out.batchFiles.isEmpty)
         #expect(out.result.exitCode == 65)
     }
 
     @Test("--kind quick applies the quick cap")
-    func quickKind() throws {
+    func quickKind() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.caps.quick = 1000
         config.split.batchSize = 1000
         let path = dir.write("q.csv", recipientCSV(rows(1500)))
-        #expect(try runJob(path, config: config, in: dir, kind: .quick).summary.parts == 2)
-        #expect(try runJob(path, config: config, in: dir, kind: .bulk).summary.parts == 1)
+        #expect(try await runJob(path, config: config, in: dir, kind: .quick).summary.parts == 2)
+        #expect(try await runJob(path, config: config, in: dir, kind: .bulk).summary.parts == 1)
     }
 
     @Test("the channel cap counts WAP, RCS and VBR together; the voice cap counts VOC")
-    func channelAndVoiceCaps() throws {
+    func channelAndVoiceCaps() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.caps.channel = 1000
         config.caps.voice = 1000
         config.split.batchSize = 1000
         let lines = rows(600, product: "WAP", sender: "+919800000001") + rows(600, product: "RCS", sender: "Brand").map { $0.replacingOccurrences(of: "Message", with: "Rich") }
-        let out = try runJob(dir.write("ch.csv", recipientCSV(lines)), config: config, in: dir)
+        let out = try await runJob(dir.write("ch.csv", recipientCSV(lines)), config: config, in: dir)
         #expect(out.summary.parts == 2)
         #expect(out.summary.plan.map(\.rows) == [1000, 200])
-        let voice = try runJob(dir.write("v.csv", recipientCSV(rows(1200, product: "VOC", sender: "+919800000001"))), config: config, in: dir)
+        let voice = try await runJob(dir.write("v.csv", recipientCSV(rows(1200, product: "VOC", sender: "+919800000001"))), config: config, in: dir)
         #expect(voice.summary.parts == 2)
     }
 
     @Test("batch 1 goes at once; batch k at t0 + (k-1) * interval, every time more than 5 minutes ahead")
-    func batchTimes() throws {
+    func batchTimes() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.split.batchSize = 1000
         config.split.interval = 600
-        let out = try runJob(dir.write("t.csv", recipientCSV(rows(3500))), config: config, in: dir)
+        let out = try await runJob(dir.write("t.csv", recipientCSV(rows(3500))), config: config, in: dir)
         let times = out.summary.plan.map(\.scheduledAt)
         #expect(times.count == 4)
         #expect(times[0] == nil)
@@ -168,12 +168,12 @@ struct SplitTests {
     }
 
     @Test("split.start at a fixed time schedules batch 1 there")
-    func fixedStart() throws {
+    func fixedStart() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.split.batchSize = 1000
         config.split.start = .at(testNow + 3600)
-        let out = try runJob(dir.write("t.csv", recipientCSV(rows(1500))), config: config, in: dir)
+        let out = try await runJob(dir.write("t.csv", recipientCSV(rows(1500))), config: config, in: dir)
         #expect(out.summary.plan.map(\.scheduledAt) == [testNow + 3600, testNow + 3600 + 300])
     }
 }

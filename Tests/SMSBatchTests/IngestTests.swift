@@ -16,11 +16,11 @@ struct IngestTests {
         (.raw, .zstd, "f.csv.zst"), (.zip, .none, "f.zip"), (.tar, .none, "f.tar"),
         (.tar, .gzip, "f.tar.gz"),
     ])
-    func archiveForms(format: ArchiveFormat, filter: ArchiveFilter, name: String) throws {
+    func archiveForms(format: ArchiveFormat, filter: ArchiveFilter, name: String) async throws {
         let dir = TempDir()
         let path = dir.file(name)
         writeArchive(path, format: format, filter: filter, entries: [("recipients.csv", Array(recipientCSV(lines).utf8))])
-        let out = try runJob(path, in: dir)
+        let out = try await runJob(path, in: dir)
         #expect(out.summary.status == .completed)
         #expect(out.summary.rows == 3)
         #expect(out.batchRows.column("row") == ["2", "3", "4"])
@@ -28,7 +28,7 @@ struct IngestTests {
     }
 
     @Test("several CSV entries are one campaign, numbered on across entries, each header taking a row")
-    func multiEntry() throws {
+    func multiEntry() async throws {
         let dir = TempDir()
         let path = dir.file("two.zip")
         writeArchive(path, format: .zip, entries: [
@@ -37,7 +37,7 @@ struct IngestTests {
             ("__MACOSX/._a.csv", [0, 1, 2]),
             ("b.CSV", Array(recipientCSV([lines[2]]).utf8)),
         ])
-        let out = try runJob(path, in: dir)
+        let out = try await runJob(path, in: dir)
         #expect(out.summary.rows == 3)
         #expect(out.batchRows.column("row") == ["2", "3", "5"])
         #expect(out.summary.warnings.count == 1)
@@ -45,36 +45,36 @@ struct IngestTests {
     }
 
     @Test("an Excel export: BOM, semicolons, CRLF, quoted newlines and doubled quotes")
-    func excelExport() throws {
+    func excelExport() async throws {
         let dir = TempDir()
         let text = "\u{FEFF}Mobile No;Sender ID;Text\r\n9876543210;MOBTXT;\"Hello; there\"\r\n9876543211;MOBTXT;\"multi\r\nline \"\"q\"\"\"\r\n"
-        let out = try runJob(dir.write("excel.csv", text), in: dir)
+        let out = try await runJob(dir.write("excel.csv", text), in: dir)
         #expect(out.summary.rows == 2)
         #expect(out.summary.valid == 2)
         #expect(out.batchRows.column("row") == ["2", "3"])
     }
 
     @Test("tab and pipe delimiters are detected from the header", arguments: ["\t", "|"])
-    func delimiters(d: String) throws {
+    func delimiters(d: String) async throws {
         let dir = TempDir()
         let text = ["recipient", "sender", "message"].joined(separator: d) + "\n"
             + ["9876543210", "MOBTXT", "Hello, world"].joined(separator: d) + "\n"
-        let out = try runJob(dir.write("d.csv", text), in: dir)
+        let out = try await runJob(dir.write("d.csv", text), in: dir)
         #expect(out.summary.valid == 1)
     }
 
     @Test("header aliases match case-insensitively, ignoring spaces, _ and -")
-    func aliases() throws {
+    func aliases() async throws {
         let dir = TempDir()
         let text = "MSISDN,Sender_ID,SMS,Service,DLT Template ID,PE-ID,Custom\n9876543210,MOBTXT,Hi,t,12345678901,12345678901,x1\n"
-        let out = try runJob(dir.write("a.csv", text), in: dir)
+        let out = try await runJob(dir.write("a.csv", text), in: dir)
         #expect(out.summary.valid == 1)
     }
 
     @Test("a missing required column rejects the file as missing_column")
-    func missingColumn() throws {
+    func missingColumn() async throws {
         let dir = TempDir()
-        let out = try runJob(dir.write("m.csv", "recipient,sender\n9876543210,MOBTXT\n"), in: dir)
+        let out = try await runJob(dir.write("m.csv", "recipient,sender\n9876543210,MOBTXT\n"), in: dir)
         #expect(out.summary.status == .rejected)
         #expect(out.summary.rejectReason == .missingColumn)
         #expect(out.result.exitCode == 65)
@@ -82,97 +82,97 @@ struct IngestTests {
     }
 
     @Test("an empty file and a header-only file are no_rows", arguments: ["", "recipient,sender,message\n"])
-    func noRows(text: String) throws {
+    func noRows(text: String) async throws {
         let dir = TempDir()
-        let out = try runJob(dir.write("e.csv", text), in: dir)
+        let out = try await runJob(dir.write("e.csv", text), in: dir)
         #expect(out.summary.rejectReason == .noRows)
         #expect(out.summary.rows == 0)
     }
 
     @Test("a truncated .gz is unreadable, counting the rows read before the damage")
-    func truncatedGzip() throws {
+    func truncatedGzip() async throws {
         let dir = TempDir()
         let many = (0..<50_000).map { "98765\(String(format: "%05d", $0)),MOBTXT,Message number \($0) with some text,T" }
         let full = dir.file("full.csv.gz")
         writeArchive(full, format: .raw, filter: .gzip, entries: [("data", Array(recipientCSV(many).utf8))])
         let bytes = [UInt8](FileManager.default.contents(atPath: full)!)
         let cut = dir.write("cut.csv.gz", Array(bytes.prefix(bytes.count / 2)))
-        let out = try runJob(cut, in: dir)
+        let out = try await runJob(cut, in: dir)
         #expect(out.summary.rejectReason == .unreadable)
         #expect(out.summary.rows > 0 && out.summary.rows < 50_000)
         #expect(out.batchFiles.isEmpty)
     }
 
     @Test("a corrupt zip is unreadable")
-    func corruptZip() throws {
+    func corruptZip() async throws {
         let dir = TempDir()
         let full = dir.file("ok.zip")
         writeArchive(full, format: .zip, entries: [("a.csv", Array(recipientCSV(lines).utf8))])
         var bytes = [UInt8](FileManager.default.contents(atPath: full)!)
         for i in 30..<min(bytes.count, 60) { bytes[i] ^= 0x5A }
-        let out = try runJob(dir.write("bad.zip", bytes), in: dir)
+        let out = try await runJob(dir.write("bad.zip", bytes), in: dir)
         #expect(out.summary.status == .rejected)
         #expect(out.summary.rejectReason == .unreadable)
     }
 
     @Test("a zip holding only a README is unreadable: no CSV entry")
-    func zipWithoutCSV() throws {
+    func zipWithoutCSV() async throws {
         let dir = TempDir()
         let path = dir.file("r.zip")
         writeArchive(path, format: .zip, entries: [("README.txt", Array("hello".utf8))])
-        let out = try runJob(path, in: dir)
+        let out = try await runJob(path, in: dir)
         #expect(out.summary.rejectReason == .unreadable)
     }
 
     @Test("a binary file is unreadable, not a pile of bad rows")
-    func binary() throws {
+    func binary() async throws {
         let dir = TempDir()
         var bytes: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, 2, 1, 1, 0]
         for i in 0..<4000 { bytes.append(UInt8(truncatingIfNeeded: i &* 31)) }
-        let out = try runJob(dir.write("prog.bin", bytes), in: dir)
+        let out = try await runJob(dir.write("prog.bin", bytes), in: dir)
         #expect(out.summary.rejectReason == .unreadable)
     }
 
     @Test("a gzip bomb stops at max_expanded_bytes")
-    func bomb() throws {
+    func bomb() async throws {
         let dir = TempDir()
         let row = "9876543210,MOBTXT," + String(repeating: "a", count: 150) + ",T\n"
         let path = dir.file("bomb.csv.gz")
         writeArchive(path, format: .raw, filter: .gzip, entries: [("data", Array(("recipient,sender,message,product\n" + String(repeating: row, count: 20_000)).utf8))])
         var config = PipelineConfig()
         config.input.maxExpandedBytes = 1_000_000
-        let out = try runJob(path, config: config, in: dir)
+        let out = try await runJob(path, config: config, in: dir)
         #expect(out.summary.rejectReason == .expandedTooLarge)
         #expect(out.batchFiles.isEmpty)
     }
 
     @Test("a file one byte over max_file_bytes is rejected before any row is read")
-    func tooLarge() throws {
+    func tooLarge() async throws {
         let dir = TempDir()
         let text = recipientCSV(lines)
         var config = PipelineConfig()
         config.input.maxFileBytes = Int64(text.utf8.count - 1)
-        let out = try runJob(dir.write("big.csv", text), config: config, in: dir)
+        let out = try await runJob(dir.write("big.csv", text), config: config, in: dir)
         #expect(out.summary.rejectReason == .fileTooLarge)
         #expect(out.summary.rows == 0)
         config.input.maxFileBytes = Int64(text.utf8.count)
-        #expect(try runJob(dir.file("big.csv"), config: config, in: dir).summary.status == .completed)
+        #expect(try await runJob(dir.file("big.csv"), config: config, in: dir).summary.status == .completed)
     }
 
     @Test("a directory or a missing path is an input error (exit 66)")
-    func notAFile() {
+    func notAFile() async {
         let dir = TempDir()
         for path in [dir.path, dir.file("nope.csv")] {
-            #expect(throws: RunError.self) { try runJob(path, in: dir) }
-            do { _ = try runJob(path, in: dir) } catch { #expect((error as? RunError)?.exitCode == 66) }
+            await #expect(throws: RunError.self) { try await runJob(path, in: dir) }
+            do { _ = try await runJob(path, in: dir) } catch { #expect((error as? RunError)?.exitCode == 66) }
         }
     }
 
     @Test("a 10 MB single field is read whole and rejected as message_too_long")
-    func hugeField() throws {
+    func hugeField() async throws {
         let dir = TempDir()
         let big = String(repeating: "x", count: 10 << 20)
-        let out = try runJob(dir.write("huge.csv", recipientCSV(["9876543210,MOBTXT,\"\(big)\",T"] + lines)), in: dir)
+        let out = try await runJob(dir.write("huge.csv", recipientCSV(["9876543210,MOBTXT,\"\(big)\",T"] + lines)), in: dir)
         #expect(out.reason(ofRow: 2) == "message_too_long")
         #expect(out.summary.valid == 3)
     }

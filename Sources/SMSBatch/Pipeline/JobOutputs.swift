@@ -26,6 +26,14 @@ final class JobOutputs {
 
     func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
+    /// The send queue's name in the job folder (hidden: it is working state, not a result).
+    static let queueName = ".send-queue"
+
+    static func batchName(_ number: Int) -> String { String(format: "batches/batch-%04d.csv", number) }
+
+    static let batchHeader: StaticString =
+        "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at\n"
+
     static func makeDirectory(_ path: String) throws(ReportError) {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw ReportError(path: path, errno: (error as NSError).code == NSFileWriteNoPermissionError ? EACCES : EIO)

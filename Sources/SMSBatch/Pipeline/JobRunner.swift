@@ -15,11 +15,18 @@ public struct RunOptions: Sendable {
 /// A job's outcome: its summary and the exit code it calls for (SPEC §9).
 public struct JobResult: Sendable {
     public let summary: JobSummary
-    public var exitCode: Int32 {
-        switch summary.status {
-        case .completed: 0
-        case .rejected: 65
-        case .partial, .failed: 69
+    public let exitCode: Int32
+
+    init(summary: JobSummary, credentialsRefused: Bool = false) {
+        self.summary = summary
+        if credentialsRefused {
+            exitCode = 77
+        } else {
+            switch summary.status {
+            case .completed: exitCode = 0
+            case .rejected: exitCode = 65
+            case .partial, .failed: exitCode = 69
+            }
         }
     }
 }
@@ -91,7 +98,7 @@ public final class JobRunner {
     /// - Throws: `RunError.input` when the file cannot be opened (exit 66) and
     ///   `RunError.report` when outputs cannot be written. A rejected file is a normal
     ///   result (`status: rejected`), not an error.
-    public func run(path: String, outDir: String? = nil) throws(RunError) -> JobResult {
+    public func run(path: String, outDir: String? = nil) async throws(RunError) -> JobResult {
         if optOut == nil { try prepare() }
         let started = now
         let clock = ContinuousClock.now
@@ -120,15 +127,81 @@ public final class JobRunner {
             job.summary.sha256 = sha
             job.summary.job = "\(UTCTime.compact(started))-\(sha.prefix(8))"
             try job.finish()
-            let elapsed = ContinuousClock.now - clock
-            job.summary.finishedAt = started + elapsed.components.seconds
-            let dir = try outputs.publish(jobID: job.summary.job, summary: &job.summary)
-            job.summary.outputDir = dir
         } catch {
             outputs.abandon()
             throw .report(error)
         }
-        progress.finish(path: path, summary: job.summary)
-        return JobResult(summary: job.summary)
+        var summary = job.summary
+        var credentialsRefused = false
+        do {
+            if !options.dryRun && summary.rejectReason == nil {
+                credentialsRefused = try await send(&summary, outputs)
+            }
+            let elapsed = ContinuousClock.now - clock
+            summary.finishedAt = started + elapsed.components.seconds
+            summary.outputDir = try outputs.publish(jobID: summary.job, summary: &summary)
+        } catch {
+            outputs.abandon()
+            throw .report(error)
+        }
+        progress.finish(path: path, summary: summary)
+        return JobResult(summary: summary, credentialsRefused: credentialsRefused)
+    }
+
+    // MARK: - Send
+
+    private var sandbox: SandboxServer?
+
+    /// The API base URL and token: the configured endpoint with the token from the
+    /// environment, or the in-process sandbox (SPEC §8), started once per run.
+    private func provider() throws(SendError) -> (endpoint: String, token: String) {
+        let token = ProcessInfo.processInfo.environment[config.send.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
+        guard config.send.endpoint == "sandbox" else {
+            guard let token else { throw .missingToken(config.send.tokenEnv) }
+            return (config.send.endpoint, token)
+        }
+        let sandboxToken = token ?? "sandbox"
+        if sandbox == nil {
+            let server = SandboxServer(options: SandboxOptions(token: sandboxToken))
+            do { _ = try server.start() } catch { throw .unreachable("cannot start the built-in sandbox: \(error)") }
+            sandbox = server
+        }
+        return (sandbox!.endpoint, sandboxToken)
+    }
+
+    /// Sends the job's queue and fills in the batch files and the counts. Returns whether
+    /// the provider refused the credentials (exit 77).
+    private func send(_ summary: inout JobSummary, _ outputs: JobOutputs) async throws(ReportError) -> Bool {
+        let start = ContinuousClock.now
+        defer { summary.stageMs["send"] = Int((ContinuousClock.now - start) / .milliseconds(1)) }
+        let queuePath = outputs.path(JobOutputs.queueName)
+        defer { unlink(queuePath) }
+        var refusal: SendError? = nil
+        var sender: Sender? = nil
+        do {
+            let (endpoint, token) = try provider()
+            let client = ProviderClient(endpoint: endpoint, token: token, auth: config.send.auth,
+                                        timeout: config.send.timeout, concurrency: config.send.concurrency)
+            sender = Sender(config: config.send, jobID: summary.job, client: client)
+            try await sender!.checkCredentials()
+        } catch {
+            refusal = error
+            progress.warn("\(summary.input): \(error.description)")
+        }
+        let reader = try SendQueueReader(path: queuePath)
+        let outcome: Sender.Outcome
+        if let sender, refusal == nil {
+            outcome = try await sender.run(queue: reader, outputs: outputs)
+        } else {
+            outcome = try Sender.writeUnsent(queue: reader, outputs: outputs, reason: refusal!.description)
+        }
+        summary.submitted = outcome.submitted
+        summary.failed = outcome.failed
+        summary.status = outcome.failed == 0 ? .completed : outcome.submitted == 0 ? .failed : .partial
+        if let refusal { summary.warnings.append(refusal.description) }
+        switch refusal {
+        case .credentialsRefused, .missingToken: return true
+        default: return outcome.credentialsRefused
+        }
     }
 }

@@ -21,6 +21,8 @@ struct JobState: ~Copyable {
     private var rejects: OutputFile?
     private var duplicates: OutputFile?
     private var batchFile: OutputFile?
+    /// Rows to send, when this is not a dry run (the send stage reads it back).
+    private var queue: SendQueueWriter?
     private var batchNumber = 0
     private var closedBatches: [ClosedOutputFile] = []
     private var stopped = false
@@ -32,6 +34,7 @@ struct JobState: ~Copyable {
     private var outcomes: [RowOutcome] = []
     private var firstRowOf: [Int] = []
     private var batchOf: [Int] = []
+    private var batchTimes: (plain: Int64?, promo: Int64?) = (nil, nil)
     private var batchTimeText: (plain: [UInt8], promo: [UInt8]) = ([], [])
 
     private enum Stage: Int { case ingest, validate, dedupe, split, send, report }
@@ -243,6 +246,7 @@ struct JobState: ~Copyable {
         rejects = try OutputFile(path: outputs.path("rejects.csv"))
         duplicates = try OutputFile(path: outputs.path("duplicates.csv"))
         duplicates!.plain("row,first_row,reason,recipient,sender\n")
+        if !options.dryRun { queue = try SendQueueWriter(path: outputs.path(JobOutputs.queueName)) }
     }
 
     private mutating func writeRejectsHeader(_ names: [[UInt8]]) {
@@ -281,6 +285,20 @@ struct JobState: ~Copyable {
     private mutating func writeBatchRow(_ row: Int, batch: Int, _ v: ValidRow, _ block: borrowing RecordBlock) throws(ReportError) {
         if batch != batchNumber { try startBatch(batch) }
         let product = products[Int(v.product)]
+        // The row's own time (moved into the promo window for P), else its batch's time.
+        let ownTime: Int64? = v.scheduleAt == 0 ? nil : product.isPromotional ? deferredForPromo(v.scheduleAt) : v.scheduleAt
+        if queue != nil {
+            let time = ownTime ?? (product.isPromotional ? batchTimes.promo : batchTimes.plain) ?? 0
+            try withSender(v, block, defaultSender) { sender throws(ReportError) in
+                try queue!.append(
+                    row: row, batch: batch, product: product.codeBytes, encoding: v.encoding, segments: v.segments,
+                    recipient: v.recipient, scheduledAt: time, sender: sender,
+                    message: block.bytes.slice(v.messageStart, v.messageEnd),
+                    templateId: block.bytes.slice(v.templateStart, v.templateEnd),
+                    entityId: block.bytes.slice(v.entityStart, v.entityEnd))
+            }
+            return
+        }
         batchFile!.number(row)
         batchFile!.comma()
         batchFile!.phone(v.recipient)
@@ -288,22 +306,17 @@ struct JobState: ~Copyable {
         withSender(v, block, defaultSender) { batchFile!.field($0) }
         batchFile!.comma()
         product.codeBytes.withUnsafeBufferPointer { batchFile!.field($0) }
-        batchFile!.plain(options.dryRun ? ",dry_run,,,,,0," : ",pending,,,,,0,")
+        batchFile!.plain(",dry_run,,,,,0,")
         if v.encoding != 0 {
             batchFile!.number(Int(v.segments))
             batchFile!.plain(v.encoding == 1 ? ",gsm7," : ",ucs2,")
         } else {
             batchFile!.plain(",,")
         }
-        if v.scheduleAt != 0 {
-            let t = product.isPromotional ? deferredForPromo(v.scheduleAt) : v.scheduleAt
-            batchFile!.plain(UTCTime.isoBytes(t))
+        if let ownTime {
+            batchFile!.plain(UTCTime.isoBytes(ownTime))
         } else {
-            batchTimeText.plain.withUnsafeBufferPointer { plainText in
-                batchTimeText.promo.withUnsafeBufferPointer { promoText in
-                    batchFile!.plain(product.isPromotional ? promoText : plainText)
-                }
-            }
+            batchFile!.plain(product.isPromotional ? batchTimeText.promo : batchTimeText.plain)
         }
         try batchFile!.endRow()
     }
@@ -311,13 +324,13 @@ struct JobState: ~Copyable {
     private mutating func startBatch(_ number: Int) throws(ReportError) {
         if let f = batchFile.take() { closedBatches.append(try f.close()) }
         batchNumber = number
-        let name = String(format: "batch-%04d.csv", number)
-        batchFile = try OutputFile(path: outputs.path("batches/\(name)"))
-        batchFile!.plain("row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at\n")
         let time = planner.time(ofBatch: number)
-        batchTimeText.plain = time.map { UTCTime.isoBytes($0) } ?? []
         let promoTime = deferredForPromo(time ?? now)
-        batchTimeText.promo = time == nil && promoTime == now ? [] : UTCTime.isoBytes(promoTime)
+        batchTimes = (time, time == nil && promoTime == now ? nil : promoTime)
+        batchTimeText = (batchTimes.plain.map(UTCTime.isoBytes) ?? [], batchTimes.promo.map(UTCTime.isoBytes) ?? [])
+        if queue != nil { return }
+        batchFile = try OutputFile(path: outputs.path(JobOutputs.batchName(number)))
+        batchFile!.plain(JobOutputs.batchHeader)
     }
 
     /// SPEC §6: a P message outside the promo window moves to the next opening when
@@ -345,11 +358,13 @@ struct JobState: ~Copyable {
         }
         if let f = batchFile.take() { closedBatches.append(try f.close()) }
         if rejected {
+            queue.take()?.discard()
             for b in closedBatches { b.remove() }
             summary.parts = planner.parts
             summary.batches = 0
         } else {
             for b in closedBatches { try b.publish() }
+            try queue.take()?.commit()
             summary.status = .completed
             summary.parts = planner.parts
             summary.batches = planner.batches.count
@@ -367,7 +382,7 @@ struct JobState: ~Copyable {
 
 /// The row's sender bytes: its own cell, or `validate.default_sender`.
 @inline(__always)
-private func withSender<R>(_ v: ValidRow, _ block: borrowing RecordBlock, _ fallback: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-    if v.senderStart >= 0 { return body(block.bytes.slice(v.senderStart, v.senderEnd)) }
-    return fallback.withUnsafeBufferPointer(body)
+private func withSender<R, E: Error>(_ v: ValidRow, _ block: borrowing RecordBlock, _ fallback: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+    if v.senderStart >= 0 { return try body(block.bytes.slice(v.senderStart, v.senderEnd)) }
+    return try fallback.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
 }

@@ -60,6 +60,15 @@ struct OutputFile: ~Copyable {
         buffer.appendDecimal(Int(n.value))
     }
     @inline(__always) mutating func comma() { buffer.append(0x2C) }
+    /// A fixed-width integer in little-endian byte order (binary files).
+    @inline(__always) mutating func raw<T: FixedWidthInteger>(_ v: T) {
+        withUnsafeBytes(of: v.littleEndian) { buffer.append($0) }
+    }
+
+    /// Ends a binary record: flushes when the buffer is full.
+    mutating func endRecord() throws(ReportError) {
+        if buffer.count >= 1 << 18 { try flush() }
+    }
 
     mutating func endRow() throws(ReportError) {
         buffer.append(0x0A)

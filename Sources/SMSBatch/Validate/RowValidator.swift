@@ -14,6 +14,9 @@ struct ValidRow {
     var segments: Int32
     /// The row's own `schedule_at` (UTC seconds), 0 when it has none.
     var scheduleAt: Int64
+    /// DLT ids in the block; start == end when absent.
+    var templateStart = 0, templateEnd = 0
+    var entityStart = 0, entityEnd = 0
 }
 
 /// What validation made of one record.
@@ -163,10 +166,13 @@ struct RowValidator {
         if !optOut.isEmpty && optOut.contains(recipient.value) { return .rejected(.optedOut, detail: "") }
 
         let messageStart = block.offset(of: message.baseAddress)
+        let templateStart = block.offset(of: template.baseAddress), entityStart = block.offset(of: entity.baseAddress)
         return .valid(ValidRow(
             recipient: recipient, senderStart: senderStart, senderEnd: senderEnd,
             messageStart: messageStart, messageEnd: messageStart + message.count,
-            product: product, encoding: encoding, segments: segments, scheduleAt: scheduleAt))
+            product: product, encoding: encoding, segments: segments, scheduleAt: scheduleAt,
+            templateStart: templateStart, templateEnd: templateStart + template.count,
+            entityStart: entityStart, entityEnd: entityStart + entity.count))
     }
 
     /// Case-insensitive product lookup on bytes.

@@ -134,7 +134,7 @@ let testNow: Int64 = 1_795_667_400
 
 /// Runs one file through the pipeline as `smsbatch run --dry-run --out DIR` does.
 func runJob(_ file: String, config: PipelineConfig = PipelineConfig(), in dir: TempDir,
-            kind: CampaignKind? = nil, product: String? = nil, now: Int64 = testNow) throws -> JobOutput {
+            kind: CampaignKind? = nil, product: String? = nil, now: Int64 = testNow) async throws -> JobOutput {
     var options = RunOptions()
     options.dryRun = true
     options.now = now
@@ -142,7 +142,7 @@ func runJob(_ file: String, config: PipelineConfig = PipelineConfig(), in dir: T
     options.product = product
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
     let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
-    let result = try runner.run(path: file, outDir: out)
+    let result = try await runner.run(path: file, outDir: out)
     return JobOutput(result: result, dir: out)
 }
 

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Keeps every request of a job within `requests_per_minute` (SPEC §8), across all
+/// concurrent requests: starts are spaced at least 60/rpm seconds apart, and no 60-second
+/// window ever holds more than rpm starts. A 429 pauses every sender until its Retry-After.
+actor RateLimiter {
+    private let perMinute: Int
+    private let spacing: Double
+    private var starts: [Double] = []
+    private var head = 0
+    private var last = -Double.infinity
+    private var pausedUntil = 0.0
+
+    /// `perMinute` 0 turns the limiter off (benchmarks against the in-process sandbox).
+    init(perMinute: Int) {
+        self.perMinute = perMinute
+        spacing = perMinute > 0 ? 60.0 / Double(perMinute) : 0
+    }
+
+    static func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// Waits until one more request may start, and counts it.
+    func acquire() async {
+        guard perMinute > 0 else { return }
+        while true {
+            let now = RateLimiter.clock()
+            var earliest = max(pausedUntil, last + spacing)
+            if starts.count - head >= perMinute { earliest = max(earliest, starts[head] + 60.001) }
+            if now >= earliest {
+                starts.append(now)
+                if starts.count - head > perMinute { head += 1 }
+                if head > 4096 { starts.removeFirst(head); head = 0 }
+                last = now
+                return
+            }
+            try? await Task.sleep(nanoseconds: UInt64((earliest - now) * 1e9) + 1000)
+        }
+    }
+
+    /// After a 429: nobody starts a request for `seconds`.
+    func pause(for seconds: Double) {
+        pausedUntil = max(pausedUntil, RateLimiter.clock() + seconds)
+    }
+}

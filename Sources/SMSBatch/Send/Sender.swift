@@ -1,0 +1,325 @@
+import Foundation
+
+/// What happened to one row at the provider (a batch file's result columns, SPEC §7).
+struct RowResult: Sendable {
+    var submitted: Bool
+    var messageId = ""
+    var httpStatus: Int?
+    var errorCode = ""
+    var errorMessage = ""
+    var attempts = 0
+}
+
+/// The send stage could not go on at all.
+public enum SendError: Error, CustomStringConvertible, Sendable {
+    /// 401/403 or a non-JSON answer from `auth/me` (exit 77).
+    case credentialsRefused(String)
+    /// No token in the environment for a real endpoint (exit 77).
+    case missingToken(String)
+    /// The provider could not be reached to check the token (exit 69).
+    case unreachable(String)
+
+    public var description: String {
+        switch self {
+        case .credentialsRefused(let m): "error: the provider refused the credentials: \(m)"
+        case .missingToken(let v): "error: no access token: set the environment variable \(v) (send.token_env)"
+        case .unreachable(let m): "error: cannot reach the provider: \(m)"
+        }
+    }
+}
+
+/// Sends the queued rows batch by batch (SPEC §8) and writes each batch's result file.
+///
+/// Requests carry at most `nodes_per_request` rows of one batch with one product and one
+/// time; up to `concurrency` are in flight. 429s pause everyone for Retry-After; 5xx and
+/// connection failures are retried with exponential backoff and jitter up to
+/// `max_attempts`. A request that got no answer is in doubt: its rows are looked up at the
+/// provider (`sms/status?cid=`) before anything is sent again, so no row is sent twice.
+final class Sender: Sendable {
+    let config: SendConfig
+    let jobID: String
+    let client: ProviderClient
+    let limiter: RateLimiter
+
+    init(config: SendConfig, jobID: String, client: ProviderClient) {
+        self.config = config
+        self.jobID = jobID
+        self.client = client
+        limiter = RateLimiter(perMinute: config.requestsPerMinute)
+    }
+
+    /// Checks the token before anything is sent.
+    /// - Throws: `SendError.credentialsRefused` on 401/403 or a non-JSON answer,
+    ///   `.unreachable` when no answer came after `max_attempts`.
+    func checkCredentials() async throws(SendError) {
+        var last = ""
+        for attempt in 1...config.maxAttempts {
+            await limiter.acquire()
+            switch await client.get("auth/me") {
+            case .success(let reply):
+                if reply.status == 401 || reply.status == 403 {
+                    throw .credentialsRefused("auth/me answered \(reply.status) \(reply.errorCodeAndMessage.1)")
+                }
+                if reply.status == 429 { await limiter.pause(for: reply.retryAfter ?? 1); continue }
+                if (200..<300).contains(reply.status) {
+                    guard reply.json != nil else { throw .credentialsRefused("auth/me did not answer JSON (a login page?)") }
+                    return
+                }
+                last = "auth/me answered \(reply.status)"
+            case .failure(let f):
+                last = f.message
+            }
+            await backoff(attempt: attempt, retryAfter: nil)
+        }
+        throw .unreachable(last)
+    }
+
+    // MARK: - Batches
+
+    struct Outcome: Sendable {
+        var submitted = 0
+        var failed = 0
+        /// 401/403 in the middle of a job: the rest was not sent.
+        var credentialsRefused = false
+    }
+
+    /// Sends every row of the queue and writes `batches/batch-NNNN.csv` for each batch.
+    func run(queue: SendQueueReader, outputs: JobOutputs) async throws(ReportError) -> Outcome {
+        var outcome = Outcome()
+        while let rows = queue.nextBatch() {
+            let results = outcome.credentialsRefused ? rows.map { _ in Sender.notSent } : await send(batch: rows)
+            for r in results {
+                if r.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
+                if r.httpStatus == 401 || r.httpStatus == 403 { outcome.credentialsRefused = true }
+            }
+            try Sender.writeBatch(rows[0].batch, rows, results, outputs)
+        }
+        return outcome
+    }
+
+    /// Writes the batch files with every row failed and nothing sent (the job stopped
+    /// before its first request).
+    static func writeUnsent(queue: SendQueueReader, outputs: JobOutputs, reason: String) throws(ReportError) -> Outcome {
+        var outcome = Outcome()
+        while let rows = queue.nextBatch() {
+            outcome.failed += rows.count
+            let result = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: reason)
+            try writeBatch(rows[0].batch, rows, rows.map { _ in result }, outputs)
+        }
+        return outcome
+    }
+
+    static let notSent = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: "not sent: the provider refused the credentials earlier in the job")
+
+    /// Sends one batch: requests by product and time, `concurrency` at a time.
+    private func send(batch rows: [QueuedRow]) async -> [RowResult] {
+        var groups: [String: [Int]] = [:]
+        var order: [String] = []
+        for (i, r) in rows.enumerated() {
+            let key = "\(r.product)|\(r.scheduledAt)"
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(i)
+        }
+        var requests: [[Int]] = []
+        for key in order {
+            let members = groups[key]!
+            stride(from: 0, to: members.count, by: config.nodesPerRequest).forEach {
+                requests.append(Array(members[$0..<min($0 + config.nodesPerRequest, members.count)]))
+            }
+        }
+        var results = [RowResult](repeating: RowResult(submitted: false), count: rows.count)
+        await withTaskGroup(of: [(Int, RowResult)].self) { group in
+            var next = 0
+            func launch() {
+                let indices = requests[next]
+                let nodes = indices.map { rows[$0] }
+                next += 1
+                group.addTask { zip(indices, await self.send(request: nodes)).map { ($0, $1) } }
+            }
+            while next < requests.count && next < config.concurrency { launch() }
+            while let done = await group.next() {
+                for (i, r) in done { results[i] = r }
+                if next < requests.count { launch() }
+            }
+        }
+        return results
+    }
+
+    private func custom(_ r: QueuedRow) -> String { "\(jobID):\(r.row)" }
+
+    /// One request's rows to their results, through retries and in-doubt lookups.
+    private func send(request rows: [QueuedRow]) async -> [RowResult] {
+        var results = [RowResult?](repeating: nil, count: rows.count)
+        var attempts = [Int](repeating: 0, count: rows.count)
+        var pending = Array(rows.indices)
+        var lastStatus: Int? = nil
+        var lastError = ("NO_ANSWER", "no answer from the provider")
+        var attempt = 0
+        func finish(_ i: Int, _ r: RowResult) {
+            var r = r
+            r.attempts = attempts[i]
+            results[i] = r
+        }
+        while !pending.isEmpty && attempt < config.maxAttempts {
+            attempt += 1
+            await limiter.acquire()
+            for i in pending { attempts[i] += 1 }
+            let body = RequestBody.sendJSON(pending.map { rows[$0] }, customs: pending.map { custom(rows[$0]) })
+            switch await client.postJSON("sms/send/json", body: body) {
+            case .success(let reply):
+                lastStatus = reply.status
+                if (200..<300).contains(reply.status) && reply.bodySaysOK {
+                    let ids = RequestBody.messageIDs(reply)
+                    for i in pending {
+                        if let id = ids[custom(rows[i])] {
+                            finish(i, RowResult(submitted: true, messageId: id, httpStatus: reply.status))
+                        } else {
+                            finish(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: "NO_RESULT", errorMessage: "the provider returned no result for this row"))
+                        }
+                    }
+                    pending = []
+                } else if reply.status == 429 {
+                    await limiter.pause(for: reply.retryAfter ?? 1)
+                    lastError = reply.errorCodeAndMessage
+                } else if reply.status >= 500 || (200..<300).contains(reply.status) {
+                    lastError = reply.errorCodeAndMessage
+                    await backoff(attempt: attempt, retryAfter: reply.retryAfter)
+                } else if reply.status == 422, let bad = finalRows(reply, pending, finish), !bad.isEmpty {
+                    // Only the named rows are final; the rest go again in a new request.
+                    pending.removeAll { bad.contains($0) }
+                    attempt -= 1
+                } else {
+                    let (code, message) = reply.errorCodeAndMessage
+                    for i in pending { finish(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: code, errorMessage: message)) }
+                    pending = []
+                }
+            case .failure(let failure):
+                lastStatus = nil
+                lastError = ("NO_ANSWER", failure.message)
+                if failure.inDoubt {
+                    // The provider may have accepted the rows: ask before sending again.
+                    let found = await lookUp(pending.map { custom(rows[$0]) })
+                    guard let found else {
+                        for i in pending {
+                            finish(i, RowResult(submitted: false, errorCode: "IN_DOUBT", errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send"))
+                        }
+                        pending = []
+                        break
+                    }
+                    for i in pending {
+                        if let id = found[custom(rows[i])] { finish(i, RowResult(submitted: true, messageId: id, httpStatus: 200)) }
+                    }
+                    pending.removeAll { results[$0] != nil }
+                }
+                if !pending.isEmpty { await backoff(attempt: attempt, retryAfter: nil) }
+            }
+        }
+        for i in pending {
+            finish(i, RowResult(submitted: false, httpStatus: lastStatus, errorCode: lastError.0, errorMessage: "gave up after \(attempts[i]) attempts: \(lastError.1)"))
+        }
+        return results.map { $0! }
+    }
+
+    /// Marks the rows a 422 names as failed with the provider's code and message; returns them.
+    private func finalRows(_ reply: HTTPReply, _ pending: [Int], _ finish: (Int, RowResult) -> Void) -> Set<Int>? {
+        guard let named = RequestBody.invalidNodes(reply) else { return nil }
+        var bad = Set<Int>()
+        for (position, code, message) in named where position < pending.count && !bad.contains(pending[position]) {
+            bad.insert(pending[position])
+            finish(pending[position], RowResult(submitted: false, httpStatus: 422, errorCode: code, errorMessage: message))
+        }
+        return bad
+    }
+
+    /// Finds which customs the provider has accepted: custom → message id. Looks up the
+    /// first, then its whole group (a request is accepted as one group), then one by one
+    /// what is still unknown. nil when the provider cannot be asked.
+    private func lookUp(_ customs: [String]) async -> [String: String]? {
+        var found: [String: String] = [:]
+        guard let first = await status(["cid": customs[0]]) else { return nil }
+        if let hit = first.first(where: { $0.custom == customs[0] }) {
+            found[hit.custom] = hit.id
+            if let group = hit.group, customs.count > 1 {
+                guard let members = await status(["group_id": group]) else { return nil }
+                for m in members { found[m.custom] = m.id }
+            }
+        }
+        for c in customs.dropFirst() where found[c] == nil {
+            guard let hits = await status(["cid": c]) else { return nil }
+            if let hit = hits.first(where: { $0.custom == c }) { found[c] = hit.id }
+        }
+        return found
+    }
+
+    private struct StatusEntry { let id: String; let custom: String; let group: String? }
+
+    /// `GET sms/status` with every page; nil when it cannot be answered after retries.
+    private func status(_ selector: [String: String]) async -> [StatusEntry]? {
+        var entries: [StatusEntry] = []
+        var page = 1
+        var lastPage = 1
+        var failures = 0
+        while page <= lastPage {
+            await limiter.acquire()
+            let query = selector.map { ($0.key, $0.value) } + [("page", String(page))]
+            guard case .success(let reply) = await client.get("sms/status", query: query), (200..<300).contains(reply.status),
+                  let json = reply.json
+            else {
+                failures += 1
+                if failures >= config.maxAttempts { return nil }
+                await backoff(attempt: failures, retryAfter: nil)
+                continue
+            }
+            for item in (json["data"] as? [[String: Any]]) ?? [] {
+                entries.append(StatusEntry(id: "\(item["id"] ?? "")", custom: "\(item["customid"] ?? "")", group: item["group_id"] as? String))
+            }
+            lastPage = ((json["meta"] as? [String: Any])?["last_page"] as? Int) ?? 1
+            page += 1
+        }
+        return entries
+    }
+
+    /// Exponential backoff with full jitter: up to 0.25 s · 2^(attempt-1), at most 30 s, or
+    /// the provider's Retry-After when it gives one.
+    private func backoff(attempt: Int, retryAfter: Double?) async {
+        let cap = min(30.0, 0.25 * pow(2.0, Double(attempt - 1)))
+        let wait = retryAfter ?? Double.random(in: cap / 2...cap)
+        try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+    }
+
+    // MARK: - Result files
+
+    private static func writeBatch(_ number: Int, _ rows: [QueuedRow], _ results: [RowResult], _ outputs: JobOutputs) throws(ReportError) {
+        var file = try OutputFile(path: outputs.path(JobOutputs.batchName(number)))
+        file.plain(JobOutputs.batchHeader)
+        for (r, result) in zip(rows, results) {
+            file.number(r.row)
+            file.comma()
+            file.phone(r.recipient)
+            file.comma()
+            r.sender.withUnsafeBufferPointer { file.field($0) }
+            file.comma()
+            file.field(r.product)
+            file.plain(result.submitted ? ",submitted," : ",failed,")
+            file.field(result.messageId)
+            file.comma()
+            if let s = result.httpStatus { file.number(s) }
+            file.comma()
+            file.field(result.errorCode)
+            file.comma()
+            file.field(result.errorMessage)
+            file.comma()
+            file.number(result.attempts)
+            file.comma()
+            if r.encoding != 0 {
+                file.number(r.segments)
+                file.plain(r.encoding == 1 ? ",gsm7," : ",ucs2,")
+            } else {
+                file.plain(",,")
+            }
+            if r.scheduledAt != 0 { file.plain(UTCTime.isoBytes(r.scheduledAt)) }
+            try file.endRow()
+        }
+        try file.commit()
+    }
+}
