@@ -1,0 +1,146 @@
+import Foundation
+import RecipientGenerator
+import Testing
+@testable import SMSBatch
+
+/// A standalone sandbox for one test, with its own token in its own environment variable.
+final class TestProvider {
+    let server: SandboxServer
+    let tokenEnv: String
+    let token: String
+
+    init(_ configure: (inout SandboxOptions) -> Void = { _ in }) throws {
+        token = "tok-" + UUID().uuidString
+        tokenEnv = "SMSBATCH_TEST_" + UUID().uuidString.replacingOccurrences(of: "-", with: "_")
+        setenv(tokenEnv, token, 1)
+        var options = SandboxOptions(token: token)
+        configure(&options)
+        server = SandboxServer(options: options)
+        _ = try server.start()
+    }
+
+    deinit {
+        server.stop()
+        unsetenv(tokenEnv)
+    }
+
+    /// A config that sends to this sandbox.
+    func config(_ base: PipelineConfig = PipelineConfig()) -> PipelineConfig {
+        var c = base
+        c.send.endpoint = server.endpoint
+        c.send.tokenEnv = tokenEnv
+        c.send.requestsPerMinute = 1000
+        c.send.timeout = 5
+        return c
+    }
+}
+
+/// Runs one file through the whole pipeline, sending.
+func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow) async throws -> JobOutput {
+    var options = RunOptions()
+    options.now = now
+    let out = dir.file("out-" + UUID().uuidString.prefix(8))
+    let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+    return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)
+}
+
+@Suite("Send: to the sandbox over loopback HTTP")
+struct SendTests {
+    @Test("every unique valid row is submitted once, with the provider's message id")
+    func happyPath() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider()
+        let (path, expected) = try generated(GeneratorOptions(rows: 3000, seed: 21), in: dir)
+        var config = provider.config()
+        config.split.batchSize = 1000
+        let out = try await sendJob(path, config: config, in: dir)
+        #expect(out.summary.status == .completed)
+        #expect(out.result.exitCode == 0)
+        #expect(out.summary.submitted == expected.valid - expected.duplicates)
+        let rows = out.batchRows
+        #expect(Set(rows.column("status")) == ["submitted"])
+        #expect(rows.column("message_id").allSatisfy { $0.contains(":") })
+        let accepted = provider.server.accepted
+        #expect(accepted.count == out.summary.toSend)
+        #expect(accepted.repeats == 0)
+        #expect(accepted.customs == Set(rows.column("row").map { "\(out.summary.job):\($0)" }))
+        #expect(!FileManager.default.fileExists(atPath: out.dir + "/" + JobOutputs.queueName))
+    }
+
+    @Test("with 30% 5xx and 10% dropped-after-accept, a 20,000-row file is submitted exactly once, and nothing is reported submitted that the sandbox did not accept")
+    func faults() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.failRate = 0.3; $0.dropRate = 0.1; $0.seed = 42 }
+        let (path, _) = try generated(GeneratorOptions(rows: 20_000, seed: 22), in: dir)
+        var config = provider.config()
+        config.send.maxAttempts = 10
+        let out = try await sendJob(path, config: config, in: dir)
+        let accepted = provider.server.accepted
+        #expect(out.summary.status == .completed)
+        #expect(accepted.repeats == 0)
+        #expect(accepted.count == out.summary.toSend)
+        let submitted = out.batchRows.rows.filter { $0[4] == "submitted" }.map { "\(out.summary.job):\($0[0])" }
+        #expect(Set(submitted) == accepted.customs)
+        #expect(submitted.count == out.summary.toSend)
+    }
+
+    @Test("a wrong token: exit 77, nothing accepted, nothing marked submitted")
+    func wrongToken() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider()
+        setenv(provider.tokenEnv, "not-the-token", 1)
+        let (path, _) = try generated(GeneratorOptions(rows: 200, seed: 23), in: dir)
+        let out = try await sendJob(path, config: provider.config(), in: dir)
+        #expect(out.result.exitCode == 77)
+        #expect(provider.server.accepted.count == 0)
+        #expect(!out.batchRows.column("status").contains("submitted"))
+        #expect(out.summary.submitted == 0)
+    }
+
+    @Test("a 422 naming some nodes fails only those rows, with the sandbox's message; the rest are submitted")
+    func partialValidation() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider()
+        // A queue as the split stage writes it, with two numbers the provider refuses.
+        let outputs = try JobOutputs(config: PipelineConfig(), outDir: dir.file("out"))
+        var queue = try SendQueueWriter(path: outputs.path(JobOutputs.queueName))
+        for row in 2...11 {
+            let number = row == 4 || row == 9 ? PhoneNumber(12345) : PhoneNumber(919_876_543_200 + UInt64(row))
+            let sender = Array("MOBTXT".utf8), message = Array("Hello \(row)".utf8)
+            try sender.withUnsafeBufferPointer { s in
+                try message.withUnsafeBufferPointer { m in
+                    try queue.append(row: row, batch: 1, product: Array("T".utf8), encoding: 1, segments: 1, recipient: number,
+                                     scheduledAt: 0, sender: s, message: m, templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))
+                }
+            }
+        }
+        try queue.commit()
+        let config = provider.config()
+        let client = ProviderClient(endpoint: provider.server.endpoint, token: provider.token, auth: .header, timeout: 5, concurrency: 2)
+        let sender = Sender(config: config.send, jobID: "job-422", client: client)
+        let outcome = try await sender.run(queue: try SendQueueReader(path: outputs.path(JobOutputs.queueName)), outputs: outputs)
+        #expect(outcome.submitted == 8)
+        #expect(outcome.failed == 2)
+        let table = CSVTable(path: outputs.path(JobOutputs.batchName(1)))
+        let failed = table.rows.filter { $0[4] == "failed" }
+        #expect(failed.map { $0[0] } == ["4", "9"])
+        #expect(failed.allSatisfy { $0[6] == "422" && !$0[8].isEmpty })
+        #expect(provider.server.accepted.count == 8)
+    }
+
+    @Test("the token never appears in any output file or message")
+    func tokenNeverWritten() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.failRate = 0.2; $0.seed = 5 }
+        let (path, _) = try generated(GeneratorOptions(rows: 1500, seed: 24, invalidShare: 0.05), in: dir)
+        var config = provider.config()
+        config.send.auth = .query
+        let out = try await sendJob(path, config: config, in: dir)
+        #expect(out.summary.submitted > 0)
+        let files = FileManager.default.enumerator(atPath: out.dir)!.compactMap { $0 as? String }
+        for f in files {
+            let data = FileManager.default.contents(atPath: out.dir + "/" + f) ?? Data()
+            #expect(!String(decoding: data, as: UTF8.self).contains(provider.token), "\(f)")
+        }
+    }
+}
