@@ -110,7 +110,7 @@ struct SendTests {
             try sender.withUnsafeBufferPointer { s in
                 try message.withUnsafeBufferPointer { m in
                     try queue.append(row: row, batch: 1, product: Array("T".utf8), encoding: 1, segments: 1, recipient: number,
-                                     scheduledAt: 0, sender: s, message: m, templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))
+                                     scheduledAt: 0, digest: MessageDigest(high: UInt64(row), low: 1), sender: s, message: m, templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))
                 }
             }
         }

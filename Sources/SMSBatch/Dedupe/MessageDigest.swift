@@ -2,9 +2,14 @@
 /// the strings. Two independent 64-bit lanes of multiply-xorshift mixing over 8-byte words,
 /// each finished with MurmurHash3's fmix64; at 128 bits a false match among a million rows
 /// is far less likely than a disk error.
-struct MessageDigest: Hashable {
+struct MessageDigest: Hashable, Sendable {
     var high: UInt64
     var low: UInt64
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
 
     init(sender: UnsafeBufferPointer<UInt8>, recipient: UInt64, message: UnsafeBufferPointer<UInt8>) {
         var a: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ recipient

@@ -32,7 +32,12 @@ struct JobState: ~Copyable {
 
     // Per-block scratch, reused.
     private var outcomes: [RowOutcome] = []
+    /// Per record: 0 = kept, -1 = sent by an earlier job within dedupe.window, else the
+    /// row this one repeats.
     private var firstRowOf: [Int] = []
+    private var digests: [MessageDigest] = []
+    /// Messages earlier jobs sent within `dedupe.window` (SPEC §6 `repeat_within_window`).
+    var recentlySent: Set<MessageDigest> = []
     private var batchOf: [Int] = []
     private var batchTimes: (plain: Int64?, promo: Int64?) = (nil, nil)
     private var batchTimeText: (plain: [UInt8], promo: [UInt8]) = ([], [])
@@ -175,12 +180,15 @@ struct JobState: ~Copyable {
 
         // Dedupe: first occurrence of (sender, recipient, message) kept.
         firstRowOf.removeAll(keepingCapacity: true)
+        digests.removeAll(keepingCapacity: true)
         for (k, r) in records.enumerated() {
-            guard case .valid(let v) = outcomes[k] else { firstRowOf.append(0); continue }
+            guard case .valid(let v) = outcomes[k] else { firstRowOf.append(0); digests.append(MessageDigest(high: 0, low: 0)); continue }
             let digest = withSender(v, block, defaultSender) { s in
                 MessageDigest(sender: s, recipient: v.recipient.value, message: block.bytes.slice(v.messageStart, v.messageEnd))
             }
-            firstRowOf.append(dedupe.insert(digest, row: r.row) ?? 0)
+            digests.append(digest)
+            let first = dedupe.insert(digest, row: r.row) ?? 0
+            firstRowOf.append(first == 0 && !recentlySent.isEmpty && recentlySent.contains(digest) ? -1 : first)
         }
         account(.dedupe, since: &t)
 
@@ -205,10 +213,11 @@ struct JobState: ~Copyable {
                 summary.valid += 1
                 if firstRowOf[k] != 0 {
                     summary.duplicates += 1
-                    summary.duplicatesByReason["in_file", default: 0] += 1
+                    let reason = firstRowOf[k] > 0 ? "in_file" : "repeat_within_window"
+                    summary.duplicatesByReason[reason, default: 0] += 1
                     try writeDuplicate(r.row, firstRow: firstRowOf[k], v, block)
                 } else {
-                    try writeBatchRow(r.row, batch: batchOf[k], v, block)
+                    try writeBatchRow(r.row, batch: batchOf[k], v, digests[k], block)
                 }
             }
         }
@@ -274,15 +283,19 @@ struct JobState: ~Copyable {
     private mutating func writeDuplicate(_ row: Int, firstRow: Int, _ v: ValidRow, _ block: borrowing RecordBlock) throws(ReportError) {
         duplicates!.number(row)
         duplicates!.comma()
-        duplicates!.number(firstRow)
-        duplicates!.plain(",in_file,")
+        if firstRow > 0 {
+            duplicates!.number(firstRow)
+            duplicates!.plain(",in_file,")
+        } else {
+            duplicates!.plain(",repeat_within_window,")
+        }
         duplicates!.phone(v.recipient)
         duplicates!.comma()
         withSender(v, block, defaultSender) { duplicates!.field($0) }
         try duplicates!.endRow()
     }
 
-    private mutating func writeBatchRow(_ row: Int, batch: Int, _ v: ValidRow, _ block: borrowing RecordBlock) throws(ReportError) {
+    private mutating func writeBatchRow(_ row: Int, batch: Int, _ v: ValidRow, _ digest: MessageDigest, _ block: borrowing RecordBlock) throws(ReportError) {
         if batch != batchNumber { try startBatch(batch) }
         let product = products[Int(v.product)]
         // The row's own time (moved into the promo window for P), else its batch's time.
@@ -292,7 +305,7 @@ struct JobState: ~Copyable {
             try withSender(v, block, defaultSender) { sender throws(ReportError) in
                 try queue!.append(
                     row: row, batch: batch, product: product.codeBytes, encoding: v.encoding, segments: v.segments,
-                    recipient: v.recipient, scheduledAt: time, sender: sender,
+                    recipient: v.recipient, scheduledAt: time, digest: digest, sender: sender,
                     message: block.bytes.slice(v.messageStart, v.messageEnd),
                     templateId: block.bytes.slice(v.templateStart, v.templateEnd),
                     entityId: block.bytes.slice(v.entityStart, v.entityEnd))

@@ -10,6 +10,8 @@ struct QueuedRow: Sendable {
     var recipient: PhoneNumber
     /// UTC seconds; 0 = at once.
     var scheduledAt: Int64
+    /// The dedupe digest, recorded once sent for the cross-job repetition window.
+    var digest: MessageDigest
     var sender: [UInt8]
     var message: [UInt8]
     var templateId: [UInt8]
@@ -22,17 +24,18 @@ struct QueuedRow: Sendable {
 /// what it planned.
 ///
 /// Record: u32 row, u32 batch, u8 product length, u8 encoding, u16 segments, u64 recipient,
-/// i64 scheduled_at, u16 sender, u32 message, u16 template, u16 entity lengths, then the bytes.
+/// i64 scheduled_at, u64 digest high, u64 digest low, u16 sender, u32 message, u16 template, u16 entity lengths, then the bytes.
 struct SendQueueWriter: ~Copyable {
     private var file: OutputFile
 
     init(path: String) throws(ReportError) { file = try OutputFile(path: path) }
 
     mutating func append(row: Int, batch: Int, product: [UInt8], encoding: UInt8, segments: Int32, recipient: PhoneNumber,
-                         scheduledAt: Int64, sender: UnsafeBufferPointer<UInt8>, message: UnsafeBufferPointer<UInt8>,
+                         scheduledAt: Int64, digest: MessageDigest, sender: UnsafeBufferPointer<UInt8>, message: UnsafeBufferPointer<UInt8>,
                          templateId: UnsafeBufferPointer<UInt8>, entityId: UnsafeBufferPointer<UInt8>) throws(ReportError) {
         file.raw(UInt32(row)); file.raw(UInt32(batch)); file.raw(UInt8(product.count)); file.raw(encoding)
         file.raw(UInt16(truncatingIfNeeded: segments)); file.raw(recipient.value); file.raw(scheduledAt)
+        file.raw(digest.high); file.raw(digest.low)
         file.raw(UInt16(sender.count)); file.raw(UInt32(message.count)); file.raw(UInt16(templateId.count))
         file.raw(UInt16(entityId.count))
         file.plain(product)
@@ -89,19 +92,20 @@ final class SendQueueReader {
 
     /// The next row, or nil at the end of the queue.
     func next() -> QueuedRow? {
-        let fixed = 4 + 4 + 1 + 1 + 2 + 8 + 8 + 2 + 4 + 2 + 2
+        let fixed = 4 + 4 + 1 + 1 + 2 + 8 + 8 + 16 + 2 + 4 + 2 + 2
         guard fill(fixed) else { return nil }
         let row = Int(take(UInt32.self)), batch = Int(take(UInt32.self))
         let productLength = Int(take(UInt8.self)), encoding = take(UInt8.self)
         let segments = Int(take(UInt16.self))
         let recipient = PhoneNumber(take(UInt64.self))
         let scheduledAt = take(Int64.self)
+        let digest = MessageDigest(high: take(UInt64.self), low: take(UInt64.self))
         let senderLength = Int(take(UInt16.self)), messageLength = Int(take(UInt32.self))
         let templateLength = Int(take(UInt16.self)), entityLength = Int(take(UInt16.self))
         guard fill(productLength + senderLength + messageLength + templateLength + entityLength) else { return nil }
         let product = String(decoding: bytes(productLength), as: UTF8.self)
         return QueuedRow(row: row, batch: batch, product: product, encoding: encoding, segments: segments,
-                         recipient: recipient, scheduledAt: scheduledAt, sender: bytes(senderLength),
+                         recipient: recipient, scheduledAt: scheduledAt, digest: digest, sender: bytes(senderLength),
                          message: bytes(messageLength), templateId: bytes(templateLength), entityId: bytes(entityLength))
     }
 
