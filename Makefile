@@ -2,7 +2,7 @@
 SCRATCH ?= .build
 SWIFT_FLAGS = --scratch-path $(SCRATCH)
 BIN = $(SCRATCH)/debug/smsbatch
-DEBS = libcsv-dev libarchive-dev libssl-dev pkg-config zlib1g-dev
+DEBS = libcsv-dev libarchive-dev libssl-dev libsqlite3-dev pkg-config zlib1g-dev
 # A fixed clock keeps sample runs reproducible (every-reason.csv row 14 schedules 2027-01-15).
 NOW ?= 2027-01-01T06:30:00Z
 RUN_FLAGS ?= --dry-run --now $(NOW)

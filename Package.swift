@@ -27,10 +27,14 @@ let package = Package(
         .systemLibrary(
             name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        // The state ledger (jobs, request intents and answers, sent index) in SQLite's C API.
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         .target(
             name: "SMSBatch",
             dependencies: [
-                "CCSV", "CArchive", "CCrypto",
+                "CCSV", "CArchive", "CCrypto", "CSQLite",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),

@@ -1,0 +1,244 @@
+import Foundation
+internal import CSQLite
+
+/// A failed SQLite call: the library's result code and its own message, with the statement.
+struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    /// SQLite's primary result code (`SQLITE_BUSY` = 5, `SQLITE_CONSTRAINT` = 19, …).
+    let code: Int32
+    /// `sqlite3_errmsg` at the time of the failure.
+    let message: String
+    /// The statement that failed, empty for open/close.
+    let sql: String
+
+    var description: String { sql.isEmpty ? message : "\(message) (in: \(sql))" }
+}
+
+/// A value bound to a statement parameter or read from a column.
+enum SQLiteValue: Sendable, Equatable {
+    case null
+    case integer(Int64)
+    case text(String)
+    case blob(Data)
+}
+
+/// One result row, copied out of the statement.
+struct SQLiteRow: Sendable {
+    let values: [SQLiteValue]
+
+    subscript(_ i: Int) -> SQLiteValue { values[i] }
+
+    func int64(_ i: Int) -> Int64? { if case .integer(let v) = values[i] { v } else { nil } }
+    func int(_ i: Int) -> Int? { int64(i).map { Int($0) } }
+    func string(_ i: Int) -> String? { if case .text(let v) = values[i] { v } else { nil } }
+    func data(_ i: Int) -> Data? {
+        switch values[i] {
+        case .blob(let v): v
+        case .null: nil
+        default: Data()
+        }
+    }
+}
+
+/// The current row of a running statement, read in place (no copy of the whole row): for
+/// queries that return many rows of plain integers, such as the sent index.
+struct SQLiteCursor: ~Copyable {
+    fileprivate let statement: OpaquePointer
+
+    func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
+    func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
+}
+
+/// One SQLite connection through the C API.
+///
+/// One class owns one `sqlite3*` and closes it in `close()` or `deinit`; no C type leaves it.
+/// Prepared statements are cached by their SQL text and reset after each use.
+final class SQLiteDatabase: @unchecked Sendable {
+    // @unchecked: the sender's concurrent tasks share one connection; every access to `handle`
+    // and `statements` holds `lock`, and a transaction holds it from BEGIN to COMMIT so no
+    // other task's statement lands inside it. Recursive so the body can run statements.
+    private let lock = NSRecursiveLock()
+    private var handle: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+
+    /// SQLite copies bound text and blobs before the call returns (SQLITE_TRANSIENT; the C
+    /// macro is a cast Swift cannot import).
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    /// An address for the empty string: SQLite binds a null pointer as NULL, not as "".
+    private nonisolated(unsafe) static let empty: UnsafePointer<CChar> = {
+        let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+        p.pointee = 0
+        return UnsafePointer(p)
+    }()
+
+    /// Opens (creating if needed) the database at `path`, read-write and serialized, with a
+    /// 10 s busy timeout so a second process waits for a lock instead of failing at once.
+    ///
+    /// - Throws: `SQLiteError` when the file cannot be opened or is not a database.
+    init(path: String) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_close_v2(db)
+            throw SQLiteError(code: rc, message: message, sql: "")
+        }
+        handle = db
+        sqlite3_busy_timeout(db, 10_000)
+    }
+
+    deinit { close() }
+
+    /// Finalizes the cached statements and closes the connection; later calls throw
+    /// `SQLITE_MISUSE`. Calling it twice is harmless.
+    func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        for s in statements.values { sqlite3_finalize(s) }
+        statements = [:]
+        if let h = handle { sqlite3_close_v2(h) }
+        handle = nil
+    }
+
+    // MARK: - Statements
+
+    /// Runs one statement to completion and returns the number of rows it changed.
+    @discardableResult
+    func execute(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        let (db, s) = try prepared(sql, bindings)
+        defer { sqlite3_reset(s) }
+        var rc = sqlite3_step(s)
+        while rc == SQLITE_ROW { rc = sqlite3_step(s) }
+        guard rc == SQLITE_DONE else { throw error(rc, db, sql) }
+        return Int(sqlite3_changes(db))
+    }
+
+    /// Runs `sql`, which may hold several statements, without bindings (schema migrations).
+    func executeScript(_ sql: String) throws(SQLiteError) {
+        lock.lock()
+        defer { lock.unlock() }
+        let db = try open(sql)
+        let rc = sqlite3_exec(db, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc, db, sql) }
+    }
+
+    /// Runs a query and copies out every row.
+    func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> [SQLiteRow] {
+        lock.lock()
+        defer { lock.unlock() }
+        let (db, s) = try prepared(sql, bindings)
+        defer { sqlite3_reset(s) }
+        let columns = sqlite3_column_count(s)
+        var rows: [SQLiteRow] = []
+        var rc = sqlite3_step(s)
+        while rc == SQLITE_ROW {
+            var values: [SQLiteValue] = []
+            values.reserveCapacity(Int(columns))
+            for i in 0..<columns { values.append(Self.column(s, i)) }
+            rows.append(SQLiteRow(values: values))
+            rc = sqlite3_step(s)
+        }
+        guard rc == SQLITE_DONE else { throw error(rc, db, sql) }
+        return rows
+    }
+
+    /// Runs a query and hands each row to `body` in place, for large results of integers.
+    func forEachRow(_ sql: String, _ bindings: [SQLiteValue] = [], _ body: (borrowing SQLiteCursor) -> Void) throws(SQLiteError) {
+        lock.lock()
+        defer { lock.unlock() }
+        let (db, s) = try prepared(sql, bindings)
+        defer { sqlite3_reset(s) }
+        let cursor = SQLiteCursor(statement: s)
+        var rc = sqlite3_step(s)
+        while rc == SQLITE_ROW {
+            body(cursor)
+            rc = sqlite3_step(s)
+        }
+        guard rc == SQLITE_DONE else { throw error(rc, db, sql) }
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` … `COMMIT` (one fsync), rolling back if it throws.
+    ///
+    /// IMMEDIATE takes the write lock up front, so a second process waits (busy timeout) at
+    /// BEGIN rather than failing at COMMIT. Transactions do not nest.
+    func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            // After a failed COMMIT SQLite may already have rolled back; ignore that error.
+            _ = try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    // MARK: - Internals (callers hold `lock`)
+
+    private func open(_ sql: String) throws(SQLiteError) -> OpaquePointer {
+        guard let h = handle else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed", sql: sql) }
+        return h
+    }
+
+    /// The cached statement for `sql`, reset and with `bindings` bound.
+    private func prepared(_ sql: String, _ bindings: [SQLiteValue]) throws(SQLiteError) -> (OpaquePointer, OpaquePointer) {
+        let db = try open(sql)
+        let s: OpaquePointer
+        if let cached = statements[sql] {
+            s = cached
+            sqlite3_clear_bindings(s)
+        } else {
+            var new: OpaquePointer?
+            let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &new, nil)
+            guard rc == SQLITE_OK, let new else { throw error(rc, db, sql) }
+            statements[sql] = new
+            s = new
+        }
+        for (i, value) in bindings.enumerated() {
+            let n = Int32(i + 1)
+            let rc: Int32
+            switch value {
+            case .null: rc = sqlite3_bind_null(s, n)
+            case .integer(let v): rc = sqlite3_bind_int64(s, n, v)
+            case .text(var v):
+                // By length, so a NUL inside the text survives.
+                rc = v.withUTF8 { u in
+                    u.withMemoryRebound(to: CChar.self) {
+                        sqlite3_bind_text64(s, n, $0.baseAddress ?? Self.empty, UInt64($0.count), Self.transient, UInt8(SQLITE_UTF8))
+                    }
+                }
+            case .blob(let v):
+                // An empty Data may have no address, which SQLite would bind as NULL.
+                rc = v.isEmpty ? sqlite3_bind_zeroblob(s, n, 0)
+                    : v.withUnsafeBytes { sqlite3_bind_blob64(s, n, $0.baseAddress, UInt64($0.count), Self.transient) }
+            }
+            guard rc == SQLITE_OK else { throw error(rc, db, sql) }
+        }
+        return (db, s)
+    }
+
+    private static func column(_ s: OpaquePointer, _ i: Int32) -> SQLiteValue {
+        switch sqlite3_column_type(s, i) {
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(s, i))
+        case SQLITE_TEXT:
+            let n = Int(sqlite3_column_bytes(s, i))
+            guard let p = sqlite3_column_text(s, i) else { return .text("") }
+            return .text(String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self))
+        case SQLITE_BLOB:
+            let n = Int(sqlite3_column_bytes(s, i))
+            guard let p = sqlite3_column_blob(s, i), n > 0 else { return .blob(Data()) }
+            return .blob(Data(bytes: p, count: n))
+        case SQLITE_FLOAT: return .integer(Int64(sqlite3_column_double(s, i)))
+        default: return .null
+        }
+    }
+
+    private func error(_ rc: Int32, _ db: OpaquePointer, _ sql: String) -> SQLiteError {
+        SQLiteError(code: rc & 0xFF, message: String(cString: sqlite3_errmsg(db)), sql: sql)
+    }
+}
