@@ -267,12 +267,24 @@ public final class Ledger: @unchecked Sendable {
     /// HTTP status (nil when none came) and what happened to each row.
     ///
     /// - Throws: `LedgerError` (code 0) when there is no such request.
-    func recordAnswer(requestID: Int64, httpStatus: Int?, outcomes: [RowOutcome]) throws(LedgerError) {
+    func recordAnswer(requestID: Int64, httpStatus: Int?, outcomes: [RowOutcome],
+                      sent: (jobID: String, digests: [(hi: UInt64, lo: UInt64)], at: Int64)? = nil) throws(LedgerError) {
+        // The answer and the sent-index entries of its accepted rows commit together.
         let changed = try wrap {
-            try db.execute(
-                "UPDATE requests SET state = 'answered', http_status = ?, results = ?, answered_at = ? WHERE id = ?",
-                [httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(OutcomeCodec.encode(outcomes)),
-                 .integer(Self.wallClock()), .integer(requestID)])
+            try db.transaction { () throws(SQLiteError) -> Int in
+                let changed = try db.execute(
+                    "UPDATE requests SET state = 'answered', http_status = ?, results = ?, answered_at = ? WHERE id = ?",
+                    [httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(OutcomeCodec.encode(outcomes)),
+                     .integer(Self.wallClock()), .integer(requestID)])
+                if let sent {
+                    for d in sent.digests {
+                        try db.execute(
+                            "INSERT INTO sent_index(hi, lo, sent_at, job_id) VALUES(?, ?, ?, ?)",
+                            [.integer(Int64(bitPattern: d.hi)), .integer(Int64(bitPattern: d.lo)), .integer(sent.at), .text(sent.jobID)])
+                    }
+                }
+                return changed
+            }
         }
         if changed == 0 { throw LedgerError(path: path, code: 0, message: "no request \(requestID)") }
     }
@@ -330,10 +342,11 @@ public final class Ledger: @unchecked Sendable {
     }
 
     /// Every digest sent at or after `since` (UTC s), to preload the in-memory repeat set.
-    func sentSince(_ since: Int64) throws(LedgerError) -> [(hi: UInt64, lo: UInt64)] {
+    /// Entries of `excludingJob` are left out: a resumed job is no repeat of itself.
+    func sentSince(_ since: Int64, excludingJob: String = "") throws(LedgerError) -> [(hi: UInt64, lo: UInt64)] {
         var out: [(hi: UInt64, lo: UInt64)] = []
         try wrap {
-            try db.forEachRow("SELECT hi, lo FROM sent_index WHERE sent_at >= ?", [.integer(since)]) { c in
+            try db.forEachRow("SELECT hi, lo FROM sent_index WHERE sent_at >= ? AND job_id <> ?", [.integer(since), .text(excludingJob)]) { c in
                 out.append((hi: UInt64(bitPattern: c.int64(0)), lo: UInt64(bitPattern: c.int64(1))))
             }
         }

@@ -26,6 +26,9 @@ final class JobOutputs {
 
     func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
+    /// The lock a process holds while it runs the job whose outputs are in `dir`.
+    static func lockPath(_ dir: String) -> String { (dir as NSString).appendingPathComponent(".job.lock") }
+
     /// The send queue's name in the job folder (hidden: it is working state, not a result).
     static let queueName = ".send-queue"
 

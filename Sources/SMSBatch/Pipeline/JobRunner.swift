@@ -17,8 +17,13 @@ public struct JobResult: Sendable {
     public let summary: JobSummary
     public let exitCode: Int32
 
-    init(summary: JobSummary, credentialsRefused: Bool = false) {
+    /// Stopped by a signal, or unable to confirm earlier requests: the file stays in
+    /// processing/ and the job resumes on the next start.
+    public let interrupted: Bool
+
+    init(summary: JobSummary, credentialsRefused: Bool = false, interrupted: Bool = false) {
         self.summary = summary
+        self.interrupted = interrupted
         if credentialsRefused {
             exitCode = 77
         } else {
@@ -41,6 +46,10 @@ public enum RunError: Error, CustomStringConvertible {
     case configuredFile(String, isConfigError: Bool)
     /// A setting that can only be checked at run time (exit 78).
     case config(String)
+    /// The state ledger cannot be opened or written (exit 74).
+    case ledger(LedgerError)
+    /// Another process is running this job (exit 75): try later.
+    case busy(String)
 
     public var description: String {
         switch self {
@@ -48,6 +57,8 @@ public enum RunError: Error, CustomStringConvertible {
         case .report(let e): e.description
         case .configuredFile(let m, _): m
         case .config(let m): m
+        case .ledger(let e): e.description
+        case .busy(let m): m
         }
     }
 
@@ -57,6 +68,8 @@ public enum RunError: Error, CustomStringConvertible {
         case .report: 74
         case .configuredFile(_, let isConfig): isConfig ? 78 : 66
         case .config: 78
+        case .ledger: 74
+        case .busy: 75
         }
     }
 }
@@ -95,17 +108,115 @@ public final class JobRunner {
     var now: Int64 { options.now ?? Int64(Date().timeIntervalSince1970) }
 
     /// Processes one file.
-    /// - Throws: `RunError.input` when the file cannot be opened (exit 66) and
-    ///   `RunError.report` when outputs cannot be written. A rejected file is a normal
-    ///   result (`status: rejected`), not an error.
+    /// - Throws: `RunError.input` when the file cannot be opened (exit 66),
+    ///   `RunError.report` when outputs cannot be written, `RunError.ledger` when the state
+    ///   ledger cannot be used. A rejected file is a normal result (`status: rejected`).
     public func run(path: String, outDir: String? = nil) async throws(RunError) -> JobResult {
         if optOut == nil { try prepare() }
-        let started = now
+        if options.dryRun { return try await runJob(path: path, plan: JobPlan(id: nil, clock: now, dir: outDir ?? options.outDir, ledger: nil)) }
+
+        // Sending: the ledger decides whether this content is new, a repeat or a resume —
+        // under a lock, so two processes given the same content never both start a job.
+        let ledger = try openLedger()
+        let sha: String
+        do { sha = try InputFile(path: path).finishDigest() } catch { throw .input(error) }
+        let decision = FileLock.exclusive(config.statePath + ".lock", wait: true)
+        let previous: JobRecord?
+        do { previous = try ledger.latestJob(sha256: sha) } catch { throw .ledger(error) }
+        if let previous {
+            switch previous.status {
+            case "completed" where !options.force:
+                return try recordRepeat(of: previous, path: path, sha: sha, outDir: outDir, ledger: ledger)
+            case "running", "sending", "partial", "failed":
+                guard let dir = previous.outputDir, let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
+                    throw .busy("\(path): job \(previous.id) for the same content is running in another process")
+                }
+                withExtendedLifetime(decision) {}
+                progress.warn("\(path): resuming job \(previous.id)")
+                return try await runJob(path: path, plan: JobPlan(id: previous.id, clock: previous.clock, dir: dir,
+                                                                  ledger: ledger, resumed: true, lock: lock))
+            default: break
+            }
+        }
+        var clock = now
+        var id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
+        // --force (or a rejected earlier attempt) in the same second: the id must stay unique.
+        while (try? ledger.job(id: id)) != nil {
+            clock += 1
+            id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
+        }
+        let dir = outDir ?? options.outDir ?? (outbox as NSString).appendingPathComponent(id)
+        guard let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
+            throw .busy("\(dir): another process is writing a job into this folder")
+        }
+        do {
+            try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "running", clock: clock, outputDir: dir, startedAt: now))
+        } catch { throw .ledger(error) }
+        withExtendedLifetime(decision) {}
+        return try await runJob(path: path, plan: JobPlan(id: id, clock: clock, dir: dir, ledger: ledger, lock: lock))
+    }
+
+    /// How a job runs: its id and clock when known in advance (sending), where its outputs go.
+    struct JobPlan {
+        var id: String?
+        var clock: Int64
+        var dir: String?
+        var ledger: Ledger?
+        var resumed = false
+        /// Held while the job runs: a second process never works on the same job.
+        var lock: FileLock? = nil
+    }
+
+    var outbox: String { (config.watch.root as NSString).appendingPathComponent("outbox") }
+
+    private var openedLedger: Ledger?
+
+    func openLedger() throws(RunError) -> Ledger {
+        if let openedLedger { return openedLedger }
+        do {
+            let l = try Ledger(path: config.statePath)
+            openedLedger = l
+            return l
+        } catch { throw .ledger(error) }
+    }
+
+    /// SPEC §10: content already sent by a completed job is not sent again; the repeat is
+    /// recorded and its summary says which job it repeats.
+    private func recordRepeat(of previous: JobRecord, path: String, sha: String, outDir: String?, ledger: Ledger) throws(RunError) -> JobResult {
+        var clock = now
+        var id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
+        while (try? ledger.job(id: id)) != nil {
+            clock += 1
+            id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
+        }
+        let dir = outDir ?? options.outDir ?? (outbox as NSString).appendingPathComponent(id)
+        var summary = JobSummary()
+        summary.job = id
+        summary.input = path
+        summary.sha256 = sha
+        summary.bytes = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+        summary.startedAt = clock
+        summary.finishedAt = clock
+        summary.dryRun = false
+        summary.repeatOf = previous.id
+        summary.warnings.append("the same content was sent by job \(previous.id); nothing sent (use --force to send it again)")
+        do {
+            try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "completed", clock: clock, outputDir: dir,
+                                           repeatOf: previous.id, startedAt: clock, finishedAt: clock))
+            let outputs = try JobOutputs(config: config, outDir: dir)
+            summary.outputDir = try outputs.publish(jobID: id, summary: &summary)
+        } catch let e as LedgerError { throw .ledger(e) } catch let e as ReportError { throw .report(e) } catch { throw .report(ReportError(path: dir, errno: EIO)) }
+        progress.warn("\(path): repeat of job \(previous.id): nothing sent")
+        return JobResult(summary: summary)
+    }
+
+    private func runJob(path: String, plan: JobPlan) async throws(RunError) -> JobResult {
+        let started = plan.clock
         let clock = ContinuousClock.now
         let file: InputFile
         do { file = try InputFile(path: path) } catch { throw .input(error) }
         let outputs: JobOutputs
-        do { outputs = try JobOutputs(config: config, outDir: outDir ?? options.outDir) } catch { throw .report(error) }
+        do { outputs = try JobOutputs(config: config, outDir: plan.dir) } catch { throw .report(error) }
 
         var job = JobState(config: config, options: options, optOut: optOut ?? [], now: started, outputs: outputs, path: path, progress: progress)
         job.summary.input = path
@@ -113,6 +224,12 @@ public final class JobRunner {
         job.summary.startedAt = started
         job.summary.dryRun = options.dryRun
         job.summary.kind = options.kind ?? config.caps.kind
+        if let ledger = plan.ledger, let id = plan.id, config.dedupe.window > 0 {
+            do {
+                try ledger.prune(sentBefore: started - Int64(config.dedupe.window))
+                job.recentlySent = Set(try ledger.sentSince(started - Int64(config.dedupe.window), excludingJob: id).map { MessageDigest(high: $0.hi, low: $0.lo) })
+            } catch { throw .ledger(error) }
+        }
         progress.start(path: path, bytes: file.size)
 
         do {
@@ -125,7 +242,7 @@ public final class JobRunner {
             }
             let sha = file.finishDigest()
             job.summary.sha256 = sha
-            job.summary.job = "\(UTCTime.compact(started))-\(sha.prefix(8))"
+            job.summary.job = plan.id ?? "\(UTCTime.compact(started))-\(sha.prefix(8))"
             try job.finish()
         } catch {
             outputs.abandon()
@@ -133,19 +250,40 @@ public final class JobRunner {
         }
         var summary = job.summary
         var credentialsRefused = false
+        var interrupted = false
+        if let ledger = plan.ledger {
+            do {
+                try ledger.updateJob(id: summary.job, status: summary.rejectReason == nil ? "sending" : "rejected",
+                                     counts: counts(summary), outputDir: outputs.dir, finishedAt: nil)
+            } catch { throw .ledger(error) }
+        }
         do {
             if !options.dryRun && summary.rejectReason == nil {
-                credentialsRefused = try await send(&summary, outputs)
+                (credentialsRefused, interrupted) = try await send(&summary, outputs, plan.ledger)
             }
             let elapsed = ContinuousClock.now - clock
             summary.finishedAt = started + elapsed.components.seconds
+            if let ledger = plan.ledger {
+                let status = interrupted ? "sending" : summary.status.rawValue
+                try ledger.updateJob(id: summary.job, status: status, counts: counts(summary), outputDir: outputs.dir,
+                                     finishedAt: interrupted ? nil : summary.finishedAt)
+            }
             summary.outputDir = try outputs.publish(jobID: summary.job, summary: &summary)
-        } catch {
+        } catch let e as ReportError {
             outputs.abandon()
-            throw .report(error)
+            throw .report(e)
+        } catch let e as LedgerError {
+            throw .ledger(e)
+        } catch {
+            throw .report(ReportError(path: outputs.dir, errno: EIO))
         }
         progress.finish(path: path, summary: summary)
-        return JobResult(summary: summary, credentialsRefused: credentialsRefused)
+        withExtendedLifetime(plan.lock) {}
+        return JobResult(summary: summary, credentialsRefused: credentialsRefused, interrupted: interrupted)
+    }
+
+    private func counts(_ s: JobSummary) -> (rows: Int, valid: Int, invalid: Int, duplicates: Int, toSend: Int, submitted: Int, failed: Int) {
+        (s.rows, s.valid, s.invalid, s.duplicates, s.toSend, s.submitted, s.failed)
     }
 
     // MARK: - Send
@@ -171,37 +309,50 @@ public final class JobRunner {
 
     /// Sends the job's queue and fills in the batch files and the counts. Returns whether
     /// the provider refused the credentials (exit 77).
-    private func send(_ summary: inout JobSummary, _ outputs: JobOutputs) async throws(ReportError) -> Bool {
+    private func send(_ summary: inout JobSummary, _ outputs: JobOutputs, _ ledger: Ledger?) async throws -> (refused: Bool, interrupted: Bool) {
         let start = ContinuousClock.now
         defer { summary.stageMs["send"] = Int((ContinuousClock.now - start) / .milliseconds(1)) }
         let queuePath = outputs.path(JobOutputs.queueName)
-        defer { unlink(queuePath) }
         var refusal: SendError? = nil
         var sender: Sender? = nil
         do {
             let (endpoint, token) = try provider()
             let client = ProviderClient(endpoint: endpoint, token: token, auth: config.send.auth,
                                         timeout: config.send.timeout, concurrency: config.send.concurrency)
-            sender = Sender(config: config.send, jobID: summary.job, client: client)
+            sender = Sender(config: config.send, jobID: summary.job, client: client, ledger: ledger, clock: summary.startedAt)
             try await sender!.checkCredentials()
         } catch {
             refusal = error
             progress.warn("\(summary.input): \(error.description)")
         }
         let reader = try SendQueueReader(path: queuePath)
-        let outcome: Sender.Outcome
+        var outcome: Sender.Outcome
         if let sender, refusal == nil {
-            outcome = try await sender.run(queue: reader, outputs: outputs)
+            do {
+                outcome = try await sender.run(queue: reader, outputs: outputs)
+            } catch let e as SendError {
+                // The provider cannot confirm earlier unanswered requests: send nothing more now.
+                progress.warn("\(summary.input): \(e.description)")
+                summary.warnings.append(e.description)
+                outcome = Sender.Outcome()
+                outcome.interrupted = true
+            }
         } else {
             outcome = try Sender.writeUnsent(queue: reader, outputs: outputs, reason: refusal!.description)
         }
         summary.submitted = outcome.submitted
         summary.failed = outcome.failed
         summary.status = outcome.failed == 0 ? .completed : outcome.submitted == 0 ? .failed : .partial
+        if outcome.interrupted {
+            summary.status = .partial
+            summary.warnings.append("stopped before every row was sent; the job resumes on the next run")
+        } else {
+            unlink(queuePath)
+        }
         if let refusal { summary.warnings.append(refusal.description) }
         switch refusal {
-        case .credentialsRefused, .missingToken: return true
-        default: return outcome.credentialsRefused
+        case .credentialsRefused, .missingToken: return (true, false)
+        default: return (outcome.credentialsRefused, outcome.interrupted)
         }
     }
 }

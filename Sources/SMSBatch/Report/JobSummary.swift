@@ -28,6 +28,8 @@ public struct JobSummary: Sendable {
     public var estimatedSendSeconds = 0
     public var warnings: [String] = []
     public var outputDir = ""
+    /// The completed job whose content this file repeats (nothing sent).
+    public var repeatOf: String?
 
     public struct PlanEntry: Sendable, Equatable {
         public var batch: Int
@@ -74,6 +76,7 @@ public struct JobSummary: Sendable {
                     ("scheduled_at", p.scheduledAt.map { .string(UTCTime.iso($0)) } ?? .null),
                 ])
             })),
+            ("repeat_of", repeatOf.map { .string($0) } ?? .null),
             ("warnings", .array(warnings.map { .string($0) })),
         ])
     }

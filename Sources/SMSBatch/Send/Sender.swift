@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What happened to one row at the provider (a batch file's result columns, SPEC §7).
 struct RowResult: Sendable {
@@ -8,6 +9,22 @@ struct RowResult: Sendable {
     var errorCode = ""
     var errorMessage = ""
     var attempts = 0
+}
+
+extension RowResult {
+    init(_ o: Ledger.RowOutcome) {
+        self.init(submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
+                  errorCode: o.errorCode, errorMessage: o.errorMessage, attempts: o.attempts)
+    }
+}
+
+extension Ledger.RowOutcome {
+    /// A provider 4xx other than 429 is final for the row: a resumed job does not send it
+    /// again (SPEC §10); retries exhausted on 5xx or silence are not.
+    var isFinalFailure: Bool {
+        guard !submitted, let s = httpStatus else { return false }
+        return (400..<500).contains(s) && s != 429
+    }
 }
 
 /// The send stage could not go on at all.
@@ -40,11 +57,19 @@ final class Sender: Sendable {
     let jobID: String
     let client: ProviderClient
     let limiter: RateLimiter
+    /// Where every request is recorded as intent before it goes out and as an answer after
+    /// (SPEC §10); nil for tests of the sender alone.
+    let ledger: Ledger?
+    /// The job's clock, recorded as the send time of accepted messages (dedupe.window).
+    let clock: Int64
+    private let trouble = Mutex<LedgerError?>(nil)
 
-    init(config: SendConfig, jobID: String, client: ProviderClient) {
+    init(config: SendConfig, jobID: String, client: ProviderClient, ledger: Ledger? = nil, clock: Int64 = 0) {
         self.config = config
         self.jobID = jobID
         self.client = client
+        self.ledger = ledger
+        self.clock = clock
         limiter = RateLimiter(perMinute: config.requestsPerMinute)
     }
 
@@ -81,21 +106,78 @@ final class Sender: Sendable {
         var failed = 0
         /// 401/403 in the middle of a job: the rest was not sent.
         var credentialsRefused = false
+        /// SIGINT/SIGTERM: the job stopped between requests and resumes on the next start.
+        var interrupted = false
     }
 
-    /// Sends every row of the queue and writes `batches/batch-NNNN.csv` for each batch.
-    func run(queue: SendQueueReader, outputs: JobOutputs) async throws(ReportError) -> Outcome {
+    /// Sends every row of the queue not yet settled in the ledger and writes
+    /// `batches/batch-NNNN.csv` for each batch.
+    /// - Throws: `ReportError` when a batch file cannot be written; `LedgerError` when the
+    ///   ledger cannot record an intent (nothing more is sent then).
+    func run(queue: SendQueueReader, outputs: JobOutputs) async throws -> Outcome {
         var outcome = Outcome()
+        var settled = try ledger?.finalOutcomes(jobID: jobID) ?? [:]
+        var inDoubt = try ledger?.inDoubtRequests(jobID: jobID) ?? []
         while let rows = queue.nextBatch() {
-            let results = outcome.credentialsRefused ? rows.map { _ in Sender.notSent } : await send(batch: rows)
-            for r in results {
-                if r.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
-                if r.httpStatus == 401 || r.httpStatus == 403 { outcome.credentialsRefused = true }
+            if Shutdown.requested { outcome.interrupted = true; break }
+            let batch = rows[0].batch
+            // A request of an earlier run that was never answered: ask the provider first.
+            for request in inDoubt where request.batch == batch {
+                try await resolve(request, rows: rows, into: &settled)
             }
-            try Sender.writeBatch(rows[0].batch, rows, results, outputs)
+            inDoubt.removeAll { $0.batch == batch }
+            var results = [RowResult?](repeating: nil, count: rows.count)
+            var open: [Int] = []
+            for (i, r) in rows.enumerated() {
+                if let known = settled[r.row], known.submitted || known.isFinalFailure {
+                    results[i] = RowResult(known)
+                } else {
+                    open.append(i)
+                }
+            }
+            if !open.isEmpty {
+                let sent = outcome.credentialsRefused ? open.map { _ in Sender.notSent } : await send(batch: open.map { rows[$0] })
+                for (i, r) in zip(open, sent) { results[i] = r }
+            }
+            if let error = trouble.withLock({ $0 }) { throw error }
+            if Shutdown.requested && results.contains(where: { $0?.errorCode == Sender.interruptedCode }) {
+                outcome.interrupted = true
+                break
+            }
+            for r in results {
+                if r!.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
+                if r!.httpStatus == 401 || r!.httpStatus == 403 { outcome.credentialsRefused = true }
+            }
+            try Sender.writeBatch(batch, rows, results.map { $0! }, outputs)
         }
         return outcome
     }
+
+    /// Looks up the rows of an unanswered request of an earlier run and records the answer.
+    private func resolve(_ request: (id: Int64, batch: Int, rows: [Int]), rows: [QueuedRow], into settled: inout [Int: Ledger.RowOutcome]) async throws {
+        let byRow = Dictionary(rows.map { ($0.row, $0) }, uniquingKeysWith: { a, _ in a })
+        let members = request.rows.compactMap { byRow[$0] }
+        guard !members.isEmpty else {
+            try ledger?.recordAnswer(requestID: request.id, httpStatus: nil, outcomes: [])
+            return
+        }
+        guard let found = await lookUp(members.map(custom)) else {
+            throw SendError.unreachable("cannot confirm which rows of an unanswered request the provider accepted")
+        }
+        var outcomes: [Ledger.RowOutcome] = []
+        var digests: [(hi: UInt64, lo: UInt64)] = []
+        for r in members {
+            if let id = found[custom(r)] {
+                let o = Ledger.RowOutcome(row: r.row, submitted: true, messageId: id, httpStatus: 200, errorCode: "", errorMessage: "", attempts: 1)
+                outcomes.append(o)
+                settled[r.row] = o
+                digests.append((r.digest.high, r.digest.low))
+            }
+        }
+        try ledger?.recordAnswer(requestID: request.id, httpStatus: nil, outcomes: outcomes, sent: (jobID, digests, clock))
+    }
+
+    static let interruptedCode = "INTERRUPTED"
 
     /// Writes the batch files with every row failed and nothing sent (the job stopped
     /// before its first request).
@@ -160,11 +242,38 @@ final class Sender: Sendable {
             r.attempts = attempts[i]
             results[i] = r
         }
+        // Rows settled by this attempt, recorded in the ledger as its answer.
+        var answered: [Int] = []
+        func settle(_ i: Int, _ r: RowResult) {
+            finish(i, r)
+            answered.append(i)
+        }
         while !pending.isEmpty && attempt < config.maxAttempts {
+            if Shutdown.requested {
+                for i in pending { finish(i, RowResult(submitted: false, errorCode: Sender.interruptedCode, errorMessage: "stopped by a signal; resumes on the next start")) }
+                return results.map { $0! }
+            }
             attempt += 1
             await limiter.acquire()
             for i in pending { attempts[i] += 1 }
+            let batch = rows[pending[0]].batch
+            var requestID: Int64? = nil
+            if let ledger {
+                do {
+                    requestID = try ledger.recordIntent(jobID: jobID, batch: batch, rows: pending.map { rows[$0].row })
+                } catch {
+                    // Never send what could not be recorded first.
+                    trouble.withLock { $0 = $0 ?? error }
+                    for i in pending { finish(i, RowResult(submitted: false, errorCode: "LEDGER", errorMessage: "not sent: \(error.message)")) }
+                    return results.map { $0! }
+                }
+            }
+            answered.removeAll()
+            var stillInDoubt = false
             let body = RequestBody.sendJSON(pending.map { rows[$0] }, customs: pending.map { custom(rows[$0]) })
+            defer {
+                if let requestID, !stillInDoubt { record(requestID, lastStatus, answered.map { (rows[$0], results[$0]!) }) }
+            }
             switch await client.postJSON("sms/send/json", body: body) {
             case .success(let reply):
                 lastStatus = reply.status
@@ -172,9 +281,9 @@ final class Sender: Sendable {
                     let ids = RequestBody.messageIDs(reply)
                     for i in pending {
                         if let id = ids[custom(rows[i])] {
-                            finish(i, RowResult(submitted: true, messageId: id, httpStatus: reply.status))
+                            settle(i, RowResult(submitted: true, messageId: id, httpStatus: reply.status))
                         } else {
-                            finish(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: "NO_RESULT", errorMessage: "the provider returned no result for this row"))
+                            settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: "NO_RESULT", errorMessage: "the provider returned no result for this row"))
                         }
                     }
                     pending = []
@@ -184,13 +293,13 @@ final class Sender: Sendable {
                 } else if reply.status >= 500 || (200..<300).contains(reply.status) {
                     lastError = reply.errorCodeAndMessage
                     await backoff(attempt: attempt, retryAfter: reply.retryAfter)
-                } else if reply.status == 422, let bad = finalRows(reply, pending, finish), !bad.isEmpty {
+                } else if reply.status == 422, let bad = finalRows(reply, pending, settle), !bad.isEmpty {
                     // Only the named rows are final; the rest go again in a new request.
                     pending.removeAll { bad.contains($0) }
                     attempt -= 1
                 } else {
                     let (code, message) = reply.errorCodeAndMessage
-                    for i in pending { finish(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: code, errorMessage: message)) }
+                    for i in pending { settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: code, errorMessage: message)) }
                     pending = []
                 }
             case .failure(let failure):
@@ -200,6 +309,8 @@ final class Sender: Sendable {
                     // The provider may have accepted the rows: ask before sending again.
                     let found = await lookUp(pending.map { custom(rows[$0]) })
                     guard let found else {
+                        // The intent stays unanswered: the next run asks again before sending.
+                        stillInDoubt = true
                         for i in pending {
                             finish(i, RowResult(submitted: false, errorCode: "IN_DOUBT", errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send"))
                         }
@@ -207,7 +318,7 @@ final class Sender: Sendable {
                         break
                     }
                     for i in pending {
-                        if let id = found[custom(rows[i])] { finish(i, RowResult(submitted: true, messageId: id, httpStatus: 200)) }
+                        if let id = found[custom(rows[i])] { settle(i, RowResult(submitted: true, messageId: id, httpStatus: 200)) }
                     }
                     pending.removeAll { results[$0] != nil }
                 }
@@ -218,6 +329,22 @@ final class Sender: Sendable {
             finish(i, RowResult(submitted: false, httpStatus: lastStatus, errorCode: lastError.0, errorMessage: "gave up after \(attempts[i]) attempts: \(lastError.1)"))
         }
         return results.map { $0! }
+    }
+
+    /// Records an attempt's answer: the rows it settled, and the accepted ones' digests for
+    /// the repetition window, in one transaction.
+    private func record(_ requestID: Int64, _ status: Int?, _ settled: [(QueuedRow, RowResult)]) {
+        guard let ledger else { return }
+        let outcomes = settled.map { r, o in
+            Ledger.RowOutcome(row: r.row, submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
+                              errorCode: o.errorCode, errorMessage: o.errorMessage, attempts: o.attempts)
+        }
+        let digests = settled.filter { $0.1.submitted }.map { (hi: $0.0.digest.high, lo: $0.0.digest.low) }
+        do {
+            try ledger.recordAnswer(requestID: requestID, httpStatus: status, outcomes: outcomes, sent: (jobID, digests, clock))
+        } catch {
+            trouble.withLock { $0 = $0 ?? error }
+        }
     }
 
     /// Marks the rows a 422 names as failed with the provider's code and message; returns them.
