@@ -1,0 +1,105 @@
+import Foundation
+
+/// `drain` and `watch` (SPEC §10): claim files from inbox/, run each as a job, move it to
+/// done/ or failed/. Files left in processing/ by a dead process are resumed first.
+public final class SpoolRunner {
+    let spool: Spool
+    let runner: JobRunner
+    let config: PipelineConfig
+    let progress: Progress
+
+    public init(config: PipelineConfig, options: RunOptions, progress: Progress) throws(SpoolError) {
+        self.config = config
+        self.progress = progress
+        spool = try Spool(root: config.watch.root)
+        var options = options
+        options.outDir = nil
+        runner = JobRunner(config: config, options: options, progress: progress)
+    }
+
+    /// Cron mode: every claimable file now in the inbox, then exit with the worst job's code.
+    /// - Throws: `SpoolError.busy` (exit 75) when another drain or a watch holds the spool.
+    public func drain() async throws -> Int32 {
+        let lock = try spool.lock(exclusive: true)
+        defer { withExtendedLifetime(lock) {} }
+        Shutdown.install()
+        try runner.prepare()
+        var worst: Int32 = 0
+        for file in spool.orphans() where !Shutdown.requested {
+            worst = max(worst, await process(spool.path("processing", file)))
+        }
+        for c in spool.candidates() where !Shutdown.requested {
+            // A file some process still has open for writing is not complete yet.
+            if Spool.hasWriter(spool.path("inbox", c.name)) == true { continue }
+            guard let claimed = spool.claim(c.name) else { continue }
+            worst = max(worst, await process(claimed))
+        }
+        return worst
+    }
+
+    /// Daemon mode: until SIGINT/SIGTERM.
+    /// - Throws: `SpoolError.busy` (exit 75) when a drain holds the spool.
+    public func watch() async throws -> Int32 {
+        let lock = try spool.lock(exclusive: false)
+        defer { withExtendedLifetime(lock) {} }
+        Shutdown.install()
+        try runner.prepare()
+        let watcher = InboxWatcher(spool: spool, settle: Double(config.watch.settle))
+        progress.warn("\(spool.inbox): watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
+        var lastOrphanScan = -Double.infinity
+        while !Shutdown.requested {
+            let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+            if now - lastOrphanScan > 5 {
+                lastOrphanScan = now
+                for file in spool.orphans() where !Shutdown.requested {
+                    _ = await process(spool.path("processing", file))
+                }
+            }
+            for name in watcher.ready(timeout: 0.5) where !Shutdown.requested {
+                guard let claimed = spool.claim(name) else { continue }
+                _ = await process(claimed)
+            }
+        }
+        progress.warn("\(spool.inbox): stopped")
+        return 0
+    }
+
+    /// Runs one claimed file (held with flock so no other process takes it meanwhile) and
+    /// files it away. Returns the job's exit code.
+    func process(_ path: String) async -> Int32 {
+        guard let hold = spool.hold(path) else { return 0 }
+        defer { withExtendedLifetime(hold) {} }
+        let name = (path as NSString).lastPathComponent
+        do {
+            let result = try await runner.run(path: path)
+            if result.interrupted { return result.exitCode }
+            let s = result.summary
+            if result.exitCode == 0 {
+                spool.finish(path, failedReason: nil)
+            } else {
+                spool.finish(path, failedReason: .object([
+                    ("file", .string(name)), ("job", .string(s.job)), ("status", .string(s.status.rawValue)),
+                    ("reject_reason", s.rejectReason.map { .string($0.rawValue) } ?? .null),
+                    ("detail", .string(s.rejectDetail ?? s.warnings.last ?? "\(s.failed) rows could not be submitted")),
+                    ("exit_code", .int(Int(result.exitCode))), ("outputs", .string(s.outputDir)),
+                ]))
+            }
+            return result.exitCode
+        } catch let error as RunError {
+            progress.warn(error.description)
+            switch error {
+            case .input, .configuredFile, .config:
+                spool.finish(path, failedReason: .object([
+                    ("file", .string(name)), ("status", .string("failed")), ("detail", .string(error.description)),
+                    ("exit_code", .int(Int(error.exitCode))),
+                ]))
+            case .busy, .ledger, .report:
+                break  // stays in processing/: taken up again on a later pass
+            }
+            return error.exitCode
+        } catch {
+            progress.warn("\(path): error: \(error)")
+            return 70
+        }
+    }
+}

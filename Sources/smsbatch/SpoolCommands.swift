@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import SMSBatch
+
+/// Options of the commands that run jobs from the spool.
+struct JobOptions: ParsableArguments {
+    @Option(help: "Campaign kind for the caps: quick or bulk (default caps.kind).")
+    var kind: String?
+
+    @Option(help: "Product for rows with no product column or an empty cell (default validate.default_product).")
+    var product: String?
+
+    @Flag(help: "Everything but the network send.")
+    var dryRun = false
+
+    @Flag(help: "Process a file even if the ledger says the same content was already sent.")
+    var force = false
+
+    func validate() throws {
+        if let kind, CampaignKind(rawValue: kind) == nil { throw ValidationError("--kind must be quick or bulk, not '\(kind)'") }
+    }
+
+    func runOptions(now: Int64?) -> RunOptions {
+        var o = RunOptions()
+        o.kind = kind.flatMap(CampaignKind.init(rawValue:))
+        o.product = product
+        o.dryRun = dryRun
+        o.force = force
+        o.now = now
+        return o
+    }
+}
+
+/// Runs a spool command, mapping its errors to exit codes.
+func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) async throws -> Int32) async throws {
+    let config = try common.loadConfig()
+    do {
+        let runner = try SpoolRunner(config: config, options: job.runOptions(now: try common.parsedNow()), progress: Progress())
+        let code = try await body(runner)
+        if code != 0 { throw ExitCode(code) }
+    } catch let e as SpoolError {
+        printError(e.description)
+        if case .busy = e { throw ExitCode(75) }
+        throw ExitCode(73)
+    } catch let e as RunError {
+        printError(e.description)
+        throw ExitCode(e.exitCode)
+    }
+}
+
+struct DrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Cron mode: process every file now in the inbox, then exit.")
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var job: JobOptions
+
+    func run() async throws { try await runSpool(common, job) { try await $0.drain() } }
+}
+
+struct WatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch", abstract: "Daemon: watch the inbox and process files as they arrive, until SIGINT/SIGTERM.")
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var job: JobOptions
+
+    func run() async throws { try await runSpool(common, job) { try await $0.watch() } }
+}
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "List jobs from the state ledger, or show one job's batches.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Argument(help: "A job id: show its batches.")
+    var job: String?
+
+    func run() async throws {
+        let config = try common.loadConfig()
+        do {
+            let ledger = try Ledger(path: config.statePath)
+            if let job {
+                guard let record = try ledger.job(id: job) else {
+                    printError("error: no job \(job) in \(config.statePath)")
+                    throw ExitCode(66)
+                }
+                print(JobListing.detail(record))
+            } else {
+                print(JobListing.table(try ledger.jobs()))
+            }
+        } catch let e as LedgerError {
+            printError(e.description)
+            throw ExitCode(74)
+        }
+    }
+}
