@@ -15,13 +15,14 @@ struct ProcessResult {
 }
 
 /// Runs the binary with `args` in `cwd` and waits for it.
-func smsbatch(_ args: [String], cwd: String) throws -> ProcessResult {
+func smsbatch(_ args: [String], cwd: String, env extra: [String: String] = [:]) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: smsbatchBinary)
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var env = ProcessInfo.processInfo.environment
     env["SMSBATCH_TOKEN"] = nil
+    for (k, v) in extra { env[k] = v }
     p.environment = env
     // Output goes to files, not pipes, so a chatty child can never block on a full pipe.
     let id = UUID().uuidString

@@ -7,7 +7,8 @@ final class JobOutputs {
     let dir: String
     private let outbox: String?
 
-    init(config: PipelineConfig, outDir: String?) throws(ReportError) {
+    /// `keepBatches`: leave batch files found in `outDir` alone (a repeat writes only its summary).
+    init(config: PipelineConfig, outDir: String?, keepBatches: Bool = false) throws(ReportError) {
         if let outDir {
             dir = outDir
             outbox = nil
@@ -19,7 +20,7 @@ final class JobOutputs {
         try JobOutputs.makeDirectory((dir as NSString).appendingPathComponent("batches"))
         // A re-run into the same --out folder must not leave batches of an earlier run behind.
         let batches = (dir as NSString).appendingPathComponent("batches")
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: batches)) ?? [] where name.hasPrefix("batch-") {
+        for name in keepBatches ? [] :  (try? FileManager.default.contentsOfDirectory(atPath: batches)) ?? [] where name.hasPrefix("batch-") {
             unlink((batches as NSString).appendingPathComponent(name))
         }
     }

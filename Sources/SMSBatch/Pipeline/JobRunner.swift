@@ -189,7 +189,9 @@ public final class JobRunner {
             clock += 1
             id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
         }
-        let dir = outDir ?? options.outDir ?? (outbox as NSString).appendingPathComponent(id)
+        // Never over the first job's own folder (a repeat run with the same --out).
+        let asked = outDir ?? options.outDir
+        let dir = asked.flatMap { $0 == previous.outputDir ? nil : $0 } ?? (outbox as NSString).appendingPathComponent(id)
         var summary = JobSummary()
         summary.job = id
         summary.input = path
@@ -203,7 +205,7 @@ public final class JobRunner {
         do {
             try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "completed", clock: clock, outputDir: dir,
                                            repeatOf: previous.id, startedAt: clock, finishedAt: clock))
-            let outputs = try JobOutputs(config: config, outDir: dir)
+            let outputs = try JobOutputs(config: config, outDir: dir, keepBatches: true)
             summary.outputDir = try outputs.publish(jobID: id, summary: &summary)
         } catch let e as LedgerError { throw .ledger(e) } catch let e as ReportError { throw .report(e) } catch { throw .report(ReportError(path: dir, errno: EIO)) }
         progress.warn("\(path): repeat of job \(previous.id): nothing sent")

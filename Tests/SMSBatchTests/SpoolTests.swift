@@ -1,0 +1,219 @@
+import Foundation
+import RecipientGenerator
+import Testing
+@testable import SMSBatch
+
+/// A spool folder with a pipeline.yaml that sends to `endpoint`.
+private func spoolDir(endpoint: String, extra: String = "") -> TempDir {
+    let dir = TempDir()
+    dir.write("pipeline.yaml", """
+        send:
+          endpoint: \(endpoint)
+          requests_per_minute: 1000
+          timeout: 5s
+          max_attempts: 10
+        watch:
+          root: ./spool
+          settle: 1s
+        split:
+          batch_size: 1000
+        \(extra)
+        """)
+    return dir
+}
+
+private func generate(_ path: String, rows: Int, seed: UInt64) throws -> GeneratorStats {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    defer { close(fd) }
+    return try generateRecipients(GeneratorOptions(rows: rows, seed: seed), to: fd)
+}
+
+private func files(_ dir: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+}
+
+@Suite("Spool and ledger: repeats, the repetition window, drain, watch, resume", .serialized)
+struct SpoolTests {
+    @Test("the same content again is a repeat: nothing sent, the summary names the first job")
+    func repeatFile() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider()
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        let path = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T", "9876543211,MOBTXT,Hello,T"]))
+        let first = try await sendJob(path, config: config, in: dir)
+        #expect(first.summary.submitted == 2)
+        let copy = dir.write("copy-of-a.csv", try String(contentsOfFile: path, encoding: .utf8))
+        let second = try await sendJob(copy, config: config, in: dir, now: testNow + 10)
+        #expect(second.summary.repeatOf == first.summary.job)
+        #expect(second.summary.submitted == 0)
+        #expect(second.result.exitCode == 0)
+        #expect(provider.server.accepted.count == 2)
+    }
+
+    @Test("rows an earlier job sent within dedupe.window are repeat_within_window duplicates")
+    func repetitionWindow() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider()
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        let a = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T", "9876543211,MOBTXT,Hello,T"]))
+        let b = dir.write("b.csv", recipientCSV(["+91 98765 43210,MOBTXT,Hello,T", "9876543212,MOBTXT,Hello,T"]))
+        _ = try await sendJob(a, config: config, in: dir)
+        let second = try await sendJob(b, config: config, in: dir, now: testNow + 600)
+        #expect(second.duplicates.rows == [["2", "", "repeat_within_window", "+919876543210", "MOBTXT"]])
+        #expect(second.summary.submitted == 1)
+        // Outside the window the same row is sent again.
+        let c = dir.write("c.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"]))
+        let third = try await sendJob(c, config: config, in: dir, now: testNow + 7200)
+        #expect(third.summary.submitted == 1)
+    }
+
+    @Test("a drain while another drain holds the spool exits 75 within a second")
+    func drainLock() throws {
+        let dir = spoolDir(endpoint: "sandbox")
+        try FileManager.default.createDirectory(atPath: dir.file("spool"), withIntermediateDirectories: true)
+        let fd = open(dir.file("spool/.lock"), O_RDWR | O_CREAT, 0o644)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX) == 0)
+        let started = Date()
+        let r = try smsbatch(["drain"], cwd: dir.path)
+        #expect(r.status == 75)
+        #expect(Date().timeIntervalSince(started) < 1.0)
+        let w = try smsbatch(["watch"], cwd: dir.path)
+        #expect(w.status == 75)
+    }
+
+    @Test("drain sends every claimable file, files them in done/ or failed/ with a reason, and exits with the worst code")
+    func drain() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory())
+        let dir = spoolDir(endpoint: sandbox.endpoint)
+        try FileManager.default.createDirectory(atPath: dir.file("spool/inbox"), withIntermediateDirectories: true)
+        let a = try generate(dir.file("spool/inbox/a.csv"), rows: 500, seed: 31)
+        let b = try generate(dir.file("spool/inbox/b.csv"), rows: 700, seed: 32)
+        dir.write("spool/inbox/empty.csv", "")
+        dir.write("spool/inbox/ignored.csv.part", "recipient,sender,message\n")
+        let r = try smsbatch(["drain"], cwd: dir.path, env: ["SMSBATCH_TOKEN": sandbox.token])
+        #expect(r.status == 65)
+        #expect(files(dir.file("spool/done")) == ["a.csv", "b.csv"])
+        #expect(files(dir.file("spool/failed")) == ["empty.csv", "empty.csv.reason.json"])
+        #expect(files(dir.file("spool/inbox")) == ["ignored.csv.part"])
+        let accepted = try sandbox.accepted()
+        #expect(accepted.count == (a.valid - a.duplicates) + (b.valid - b.duplicates))
+        #expect(accepted.repeats == 0)
+        let jobs = try smsbatch(["jobs"], cwd: dir.path)
+        #expect(jobs.status == 0)
+        #expect(jobs.stdout.contains("completed"))
+    }
+
+    @Test("a file written slowly is not claimed before it is complete; x.csv.part renamed to x.csv is claimed at once")
+    func settle() throws {
+        let dir = spoolDir(endpoint: "sandbox")
+        let watch = try Background(["watch", "--dry-run"], cwd: dir.path)
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: dir.file("spool/inbox")) })
+        // Appended over three seconds through one open file.
+        let slow = dir.file("spool/inbox/slow.csv")
+        FileManager.default.createFile(atPath: slow, contents: nil)
+        let handle = FileHandle(forWritingAtPath: slow)!
+        handle.write(Data("recipient,sender,message\n".utf8))
+        for i in 0..<6 {
+            handle.write(Data("98765432\(10 + i),MOBTXT,Hello \(i)\n".utf8))
+            usleep(500_000)
+            #expect(FileManager.default.fileExists(atPath: slow), "claimed while still being written")
+        }
+        try handle.close()
+        #expect(eventually(timeout: 10) { files(dir.file("spool/done")).contains("slow.csv") })
+        // A .part file is ignored until it is renamed.
+        dir.write("spool/inbox/x.csv.part", "recipient,sender,message\n9876543210,MOBTXT,Hi\n")
+        usleep(1_500_000)
+        #expect(FileManager.default.fileExists(atPath: dir.file("spool/inbox/x.csv.part")))
+        let renamed = Date()
+        rename(dir.file("spool/inbox/x.csv.part"), dir.file("spool/inbox/x.csv"))
+        #expect(eventually(timeout: 5) { files(dir.file("spool/done")).contains("x.csv") })
+        #expect(Date().timeIntervalSince(renamed) < 1.0)
+        watch.signal(SIGTERM)
+        #expect(watch.wait(timeout: 10) == 0)
+        let outbox = files(dir.file("spool/outbox"))
+        #expect(outbox.count == 2)
+    }
+
+    @Test("two watchers on one inbox and 20 files dropped in: every file processed once, every row submitted once")
+    func twoWatchers() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory())
+        let dir = spoolDir(endpoint: sandbox.endpoint)
+        let env = ["SMSBATCH_TOKEN": sandbox.token]
+        let w1 = try Background(["watch"], cwd: dir.path, env: env)
+        let w2 = try Background(["watch"], cwd: dir.path, env: env)
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: dir.file("spool/inbox")) })
+        var expected = 0
+        for i in 0..<20 {
+            let part = dir.file("spool/inbox/f\(i).csv.part")
+            let stats = try generate(part, rows: 300, seed: 100 + UInt64(i))
+            expected += stats.valid - stats.duplicates
+            rename(part, dir.file("spool/inbox/f\(i).csv"))
+        }
+        #expect(eventually(timeout: 60) { files(dir.file("spool/done")).count == 20 })
+        w1.signal(SIGTERM)
+        w2.signal(SIGTERM)
+        #expect(w1.wait(timeout: 15) == 0)
+        #expect(w2.wait(timeout: 15) == 0)
+        #expect(files(dir.file("spool/outbox")).count == 20)
+        let accepted = try sandbox.accepted()
+        #expect(accepted.count == expected)
+        #expect(accepted.repeats == 0)
+    }
+
+    @Test("SIGTERM during a send: exit 0 within the request timeout; the next run resumes with no row sent twice")
+    func sigterm() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--latency", "200"])
+        let dir = spoolDir(endpoint: sandbox.endpoint, extra: "")
+        let stats = try generate(dir.file("big.csv"), rows: 20_000, seed: 41)
+        let env = ["SMSBATCH_TOKEN": sandbox.token]
+        let first = try Background(["run", "big.csv", "--out", "out"], cwd: dir.path, env: env)
+        #expect(eventually(timeout: 20) { ((try? sandbox.accepted().count) ?? 0) > 0 })
+        first.signal(SIGTERM)
+        let stopped = Date()
+        #expect(first.wait(timeout: 10) == 0)
+        #expect(Date().timeIntervalSince(stopped) < 6)
+        let partial = try sandbox.accepted().count
+        #expect(partial < stats.valid - stats.duplicates)
+        let second = try smsbatch(["run", "big.csv", "--out", "out"], cwd: dir.path, env: env)
+        #expect(second.status == 0)
+        let accepted = try sandbox.accepted()
+        #expect(accepted.count == stats.valid - stats.duplicates)
+        #expect(accepted.repeats == 0)
+    }
+
+    @Test("kill -9 at random moments, ten times in a row: the sandbox ends with every row exactly once and the ledger says completed")
+    func killTest() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--latency", "20", "--drop-rate", "0.05", "--seed", "9"])
+        let dir = spoolDir(endpoint: sandbox.endpoint)
+        let stats = try generate(dir.file("big.csv"), rows: 50_000, seed: 42)
+        let env = ["SMSBATCH_TOKEN": sandbox.token]
+        var generator = SystemRandomNumberGenerator()
+        var kills = 0
+        while kills < 10 {
+            let run = try Background(["run", "big.csv", "--out", "out"], cwd: dir.path, env: env)
+            usleep(UInt32.random(in: 200_000...1_500_000, using: &generator))
+            if run.process.isRunning {
+                run.signal(SIGKILL)
+                _ = run.wait(timeout: 5)
+                kills += 1
+            } else {
+                break
+            }
+        }
+        let last = try smsbatch(["run", "big.csv", "--out", "out"], cwd: dir.path, env: env)
+        #expect(last.status == 0, "\(last.stderr)")
+        let accepted = try sandbox.accepted()
+        #expect(accepted.count == stats.valid - stats.duplicates)
+        #expect(accepted.repeats == 0)
+        let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
+        let job = try #require(try ledger.jobs().first { $0.repeatOf == nil })
+        #expect(job.status == "completed")
+        // Every row is in exactly one output.
+        let out = JobOutput(result: JobResult(summary: JobSummary()), dir: dir.file("out"))
+        #expect(out.accountedRows.sorted() == Array(2...(stats.records + 1)))
+        #expect(Set(out.batchRows.column("status")) == ["submitted"])
+    }
+}
