@@ -7,7 +7,7 @@ struct SMSBatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "smsbatch",
         abstract: "Check, dedupe, split and send bulk-messaging campaign files within the provider's limits.",
-        subcommands: [RunCommand.self])
+        subcommands: [RunCommand.self, SandboxCommand.self])
 }
 
 /// Options every command shares (SPEC §2).
