@@ -37,6 +37,9 @@ final class TestProvider {
 
 /// Runs one file through the whole pipeline, sending.
 func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow) async throws -> JobOutput {
+    var config = config
+    // Each test keeps its spool and ledger in its own folder.
+    if config.watch.root == PipelineConfig().watch.root { config.watch.root = dir.file("spool") }
     var options = RunOptions()
     options.now = now
     let out = dir.file("out-" + UUID().uuidString.prefix(8))

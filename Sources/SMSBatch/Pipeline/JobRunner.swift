@@ -120,7 +120,8 @@ public final class JobRunner {
         let ledger = try openLedger()
         let sha: String
         do { sha = try InputFile(path: path).finishDigest() } catch { throw .input(error) }
-        let decision = FileLock.exclusive(config.statePath + ".lock", wait: true)
+        let decision = await FileLock.exclusive(config.statePath + ".lock")
+        defer { decision?.release() }
         let previous: JobRecord?
         do { previous = try ledger.latestJob(sha256: sha) } catch { throw .ledger(error) }
         if let previous {
@@ -131,7 +132,7 @@ public final class JobRunner {
                 guard let dir = previous.outputDir, let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
                     throw .busy("\(path): job \(previous.id) for the same content is running in another process")
                 }
-                withExtendedLifetime(decision) {}
+                decision?.release()
                 progress.warn("\(path): resuming job \(previous.id)")
                 return try await runJob(path: path, plan: JobPlan(id: previous.id, clock: previous.clock, dir: dir,
                                                                   ledger: ledger, resumed: true, lock: lock))
@@ -152,7 +153,7 @@ public final class JobRunner {
         do {
             try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "running", clock: clock, outputDir: dir, startedAt: now))
         } catch { throw .ledger(error) }
-        withExtendedLifetime(decision) {}
+        decision?.release()
         return try await runJob(path: path, plan: JobPlan(id: id, clock: clock, dir: dir, ledger: ledger, lock: lock))
     }
 

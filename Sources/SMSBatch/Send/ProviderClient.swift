@@ -45,7 +45,13 @@ final class ProviderClient: Sendable {
     private let base: URL
     private let token: String
     private let auth: AuthPlacement
+    /// Keep-alive connections for idempotent GETs.
     private let session: URLSession
+    /// Sends go on a fresh connection each (`Connection: close`): libcurl, under URLSession,
+    /// silently re-sends a POST when a reused connection closes without an answer — a
+    /// double send the sender could never see. On a connection used once, a drop surfaces
+    /// as an error, and the sender looks the rows up before sending again.
+    private let sendSession: URLSession
 
     init(endpoint: String, token: String, auth: AuthPlacement, timeout: Int, concurrency: Int) {
         base = URL(string: endpoint)!
@@ -57,9 +63,13 @@ final class ProviderClient: Sendable {
         c.httpShouldUsePipelining = false
         c.requestCachePolicy = .reloadIgnoringLocalCacheData
         session = URLSession(configuration: c)
+        sendSession = URLSession(configuration: c)
     }
 
-    deinit { session.invalidateAndCancel() }
+    deinit {
+        session.invalidateAndCancel()
+        sendSession.invalidateAndCancel()
+    }
 
     private func request(_ path: String, query: [(String, String)], method: String) -> URLRequest {
         var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
@@ -74,17 +84,18 @@ final class ProviderClient: Sendable {
     }
 
     func get(_ path: String, query: [(String, String)] = []) async -> Result<HTTPReply, TransportFailure> {
-        await perform(request(path, query: query, method: "GET"))
+        await perform(request(path, query: query, method: "GET"), on: session)
     }
 
     func postJSON(_ path: String, body: Data) async -> Result<HTTPReply, TransportFailure> {
         var r = request(path, query: [], method: "POST")
         r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        r.setValue("close", forHTTPHeaderField: "Connection")
         r.httpBody = body
-        return await perform(r)
+        return await perform(r, on: sendSession)
     }
 
-    private func perform(_ request: URLRequest) async -> Result<HTTPReply, TransportFailure> {
+    private func perform(_ request: URLRequest, on session: URLSession) async -> Result<HTTPReply, TransportFailure> {
         await withCheckedContinuation { (done: CheckedContinuation<Result<HTTPReply, TransportFailure>, Never>) in
             let task = session.dataTask(with: request) { data, response, error in
                 if let http = response as? HTTPURLResponse, error == nil {

@@ -2,11 +2,28 @@ import Foundation
 
 /// An exclusive `flock` on a lock file, held until released or the process dies (so a
 /// crash never leaves a stale lock behind).
-final class FileLock: Sendable {
-    private let fd: Int32
+final class FileLock: @unchecked Sendable {
+    // @unchecked: `fd` is set once and only closed by `release()`/deinit of the one owner.
+    private var fd: Int32
 
     private init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
+    deinit { release() }
+
+    /// Releases the lock now rather than when the last reference goes.
+    func release() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+
+    /// Takes the lock, waiting without blocking a thread of the cooperative pool (another
+    /// task in this process may be the holder).
+    static func exclusive(_ path: String) async -> FileLock? {
+        while true {
+            if let lock = exclusive(path, wait: false) { return lock }
+            if !FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent) { return nil }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
 
     /// Takes the lock; with `wait: false`, nil when another process holds it.
     static func exclusive(_ path: String, wait: Bool) -> FileLock? {

@@ -60,8 +60,10 @@ final class SandboxProcess {
     let token: String
 
     init(cwd: String, _ flags: [String] = []) throws {
-        token = "sb-" + UUID().uuidString
-        background = try Background(["sandbox", "--port", "0", "--token", token] + flags, cwd: cwd)
+        let token = "sb-" + UUID().uuidString
+        let background = try Background(["sandbox", "--port", "0", "--token", token] + flags, cwd: cwd)
+        self.token = token
+        self.background = background
         var found: String?
         _ = eventually(timeout: 10) {
             let out = background.stdout

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import SMSBatch
+
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Serve the built-in simulator of the provider API on 127.0.0.1 until SIGINT/SIGTERM.")
+
+    @Option(help: "Port on 127.0.0.1 (0 = any free port; the chosen one is printed).")
+    var port: Int = 0
+
+    @Option(help: "The access token to accept (default: $SMSBATCH_TOKEN, else 'sandbox').")
+    var token: String?
+
+    @Option(help: "Requests a minute per token before 429 (0 = no limit).")
+    var rateLimit: Int = 1000
+
+    @Option(help: "Share (0-1) of send requests answered with a 5xx, accepting nothing.")
+    var failRate: Double = 0
+
+    @Option(help: "Share (0-1) of send requests accepted, then left unanswered.")
+    var dropRate: Double = 0
+
+    @Option(name: .customLong("latency"), help: "Delay every answer by this many milliseconds.")
+    var latencyMs: Int = 0
+
+    @Option(help: "Seed of the fault sequence.")
+    var seed: UInt64 = 1
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535, not \(port)") }
+        guard rateLimit >= 0 else { throw ValidationError("--rate-limit must be 0 (off) or more, not \(rateLimit)") }
+        guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be 0…1, not \(failRate)") }
+        guard (0...1).contains(dropRate) else { throw ValidationError("--drop-rate must be 0…1, not \(dropRate)") }
+        guard (0...600_000).contains(latencyMs) else { throw ValidationError("--latency must be 0…600000 ms, not \(latencyMs)") }
+        if let token, token.isEmpty { throw ValidationError("--token must not be empty") }
+    }
+
+    func run() async throws {
+        var options = SandboxOptions(token: token ?? ProcessInfo.processInfo.environment["SMSBATCH_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? "sandbox")
+        options.port = UInt16(port)
+        options.rateLimit = rateLimit
+        options.failRate = failRate
+        options.dropRate = dropRate
+        options.latencyMs = latencyMs
+        options.seed = seed
+        let server = SandboxServer(options: options)
+        // Signals are caught before the port is announced, so a caller that reads the line and
+        // signals at once is never killed by the default action.
+        let signals = TerminationSignals()
+        do { try server.start() } catch {
+            printError("error: \(error)")
+            throw ExitCode(71)
+        }
+        // One line, written straight to the descriptor: callers read it to learn the port.
+        FileHandle.standardOutput.write(Data("sandbox listening on \(server.endpoint)\n".utf8))
+        let signal = await signals.wait()
+        server.stop()
+        printError("sandbox: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM")")
+    }
+}
+
+/// SIGINT and SIGTERM turned into one awaited value.
+///
+/// Dispatch sources and their handlers are set up here, in nonisolated code: handlers
+/// written in main-actor code crash at run time under Swift 6 (PLATFORM-NOTES).
+final class TerminationSignals: @unchecked Sendable {
+    // @unchecked: `sources`, `fired` and `waiter` are only touched on `queue`.
+    private let queue = DispatchQueue(label: "smsbatch.signals")
+    private var sources: [DispatchSourceSignal] = []
+    private var fired: Int32?
+    private var waiter: CheckedContinuation<Int32, Never>?
+
+    init() {
+        signal(SIGPIPE, SIG_IGN)
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { @Sendable [self] in deliver(sig) }
+            source.resume()
+            queue.sync { sources.append(source) }
+        }
+    }
+
+    private func deliver(_ sig: Int32) {
+        if fired == nil { fired = sig }
+        if let w = waiter {
+            waiter = nil
+            w.resume(returning: sig)
+        }
+    }
+
+    /// The first signal received, waiting for it if none came yet.
+    func wait() async -> Int32 {
+        await withCheckedContinuation { (c: CheckedContinuation<Int32, Never>) in
+            queue.async { [self] in
+                if let fired { c.resume(returning: fired) } else { waiter = c }
+            }
+        }
+    }
+}
