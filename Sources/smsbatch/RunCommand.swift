@@ -42,13 +42,14 @@ struct RunCommand: AsyncParsableCommand {
         options.dryRun = dryRun
         options.force = force
         options.now = try common.parsedNow()
+        if !dryRun { Shutdown.install() }
         let runner = JobRunner(config: config, options: options, progress: Progress())
         do { try runner.prepare() } catch {
             printError(error.description)
             throw ExitCode(error.exitCode)
         }
         var worst: Int32 = 0
-        for file in files {
+        for file in files where !Shutdown.requested {
             var outDir = out
             if let out, files.count > 1 { outDir = (out as NSString).appendingPathComponent((file as NSString).lastPathComponent) }
             do {

@@ -24,7 +24,9 @@ public struct JobResult: Sendable {
     init(summary: JobSummary, credentialsRefused: Bool = false, interrupted: Bool = false) {
         self.summary = summary
         self.interrupted = interrupted
-        if credentialsRefused {
+        if interrupted {
+            exitCode = 0  // SPEC §10: a signal ends the run cleanly; the job resumes next time
+        } else if credentialsRefused {
             exitCode = 77
         } else {
             switch summary.status {
