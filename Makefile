@@ -5,7 +5,7 @@ BIN = $(SCRATCH)/debug/smsbatch
 DEBS = libcsv-dev libarchive-dev libssl-dev libsqlite3-dev pkg-config zlib1g-dev
 # A fixed clock keeps sample runs reproducible (every-reason.csv row 14 schedules 2027-01-15).
 NOW ?= 2027-01-01T06:30:00Z
-RUN_FLAGS ?= --dry-run --now $(NOW)
+RUN_FLAGS ?= --now $(NOW)
 SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wildcard samples/*.*))
 GEN_ROWS ?= 700000
 GEN_SEED ?= 1
@@ -28,10 +28,11 @@ test: deps
 	swift test --skip-build $(SWIFT_FLAGS)
 
 run: deps build
+	@rm -rf out
 	@for f in $(SAMPLES); do \
-		name=$${f##*/}; name=$${name%%.*}; rm -rf out/$$name; \
+		name=$${f##*/}; name=$${name%%.*}; \
 		echo "== $$f -> out/$$name/"; \
-		cfg=""; [ -f samples/$$name.yaml ] && cfg="-c samples/$$name.yaml"; \
+		cfg="-c samples/run.yaml"; [ -f samples/$$name.yaml ] && cfg="-c samples/$$name.yaml"; \
 		$(BIN) run $(RUN_FLAGS) $$cfg --out out/$$name $$f || echo "   (exit $$?)"; \
 	done
 
