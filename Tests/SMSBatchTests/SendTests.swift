@@ -146,4 +146,28 @@ struct SendTests {
             #expect(!String(decoding: data, as: UTF8.self).contains(provider.token), "\(f)")
         }
     }
+
+    @Test("a 429 storm: the sender waits Retry-After, and the request rate never exceeds requests_per_minute")
+    func rateLimits() async throws {
+        let dir = TempDir()
+        // The provider allows 3 requests in 2 s; the client is configured for 120 a minute.
+        let provider = try TestProvider { $0.rateLimit = 3; $0.rateWindowSeconds = 2 }
+        let (path, _) = try generated(GeneratorOptions(rows: 120, seed: 25, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.send.requestsPerMinute = 120
+        config.send.nodesPerRequest = 10
+        config.send.concurrency = 4
+        config.send.maxAttempts = 20
+        let out = try await sendJob(path, config: config, in: dir)
+        #expect(out.summary.status == .completed)
+        #expect(provider.server.accepted.count == 120)
+        let t = provider.server.arrivals
+        #expect(t.count > 12, "some requests must have met a 429")
+        // 120 a minute: starts at least 0.5 s apart, so no window holds more than its share.
+        for (a, b) in zip(t, t.dropFirst()) { #expect(b - a >= 0.49, "requests \(b - a) s apart") }
+        for (i, start) in t.enumerated() {
+            let inWindow = t[i...].prefix { $0 - start < 60 }.count
+            #expect(inWindow <= 120)
+        }
+    }
 }

@@ -9,6 +9,9 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
     public var token: String
     /// Requests per minute per token before 429; 0 = no limit.
     public var rateLimit: Int = 1000
+    /// The rate limit's window in seconds: the provider's minute; shorter only in tests,
+    /// so a 429 storm and its Retry-After fit in a few seconds.
+    public var rateWindowSeconds: Int = 60
     /// Share (0…1) of send requests answered with a 5xx, accepting nothing.
     public var failRate: Double = 0
     /// Share (0…1) of the other send requests accepted and then left unanswered (the
@@ -72,6 +75,10 @@ public final class SandboxServer: Sendable {
             return (s.messages.count, s.repeats, Set(s.customs))
         }
     }
+
+    /// Arrival times in seconds (monotonic) of every authenticated request but
+    /// `sandbox/accepted`, in order.
+    var arrivals: [Double] { core.state.withLock { $0.arrivals.map { Double($0) / 1e9 } } }
 
     /// Answers one request in-process, without a socket (benchmarks and tests).
     func handle(_ request: HTTPRequest) -> HTTPAction { core.handle(request) }
@@ -156,11 +163,12 @@ final class SandboxCore: Sendable {
         let limit = endpoint == .accepted ? 0 : options.rateLimit
         let drawFault = endpoint.isSend && (options.failRate > 0 || options.dropRate > 0)
         let (retryAfter, draw): (Int?, UInt64?) = state.withLock { s in
-            if limit > 0, let wait = s.window.admit(now: now, limit: limit) { return (wait, nil) }
+            if endpoint != .accepted { s.arrivals.append(now) }
+            if limit > 0, let wait = s.window.admit(now: now, limit: limit, length: UInt64(options.rateWindowSeconds) * 1_000_000_000) { return (wait, nil) }
             return (nil, drawFault ? s.rng.next() : nil)
         }
         if let retryAfter {
-            return error(429, "TOO_MANY_REQUESTS", "more than \(limit) requests a minute for this token; retry after \(retryAfter) s",
+            return error(429, "TOO_MANY_REQUESTS", "more than \(limit) requests in \(options.rateWindowSeconds) s for this token; retry after \(retryAfter) s",
                          headers: [("Retry-After", String(retryAfter))])
         }
         let fault = draw.map(fault(for:)) ?? .none

@@ -37,6 +37,8 @@ struct StoredGroup: Sendable {
 struct SandboxState: Sendable {
     var rng: SplitMix64
     var window = RateWindow()
+    /// Arrival time (monotonic ns) of every authenticated request, for tests of client rates.
+    var arrivals: [UInt64] = []
     var groups: [StoredGroup] = []
     var groupByID: [String: Int32] = [:]
     var messages: [StoredMessage] = []
@@ -97,23 +99,22 @@ struct RateWindow: Sendable {
     private var stamps: [UInt64] = []
     private var head = 0
     private var count = 0
-    static let length: UInt64 = 60_000_000_000
 
     /// Counts a request at `now` (monotonic nanoseconds) if fewer than `limit` were made in
     /// the last minute; otherwise counts nothing and returns the whole seconds (≥ 1) until
     /// the oldest of them leaves the window.
-    mutating func admit(now: UInt64, limit: Int) -> Int? {
+    mutating func admit(now: UInt64, limit: Int, length: UInt64 = 60_000_000_000) -> Int? {
         if stamps.count != limit {
             stamps = [UInt64](repeating: 0, count: limit)
             head = 0
             count = 0
         }
-        while count > 0 && now &- stamps[head] >= RateWindow.length {
+        while count > 0 && now &- stamps[head] >= length {
             head = (head + 1) % limit
             count -= 1
         }
         if count >= limit {
-            let wait = stamps[head] &+ RateWindow.length &- now
+            let wait = stamps[head] &+ length &- now
             return max(1, Int((wait + 999_999_999) / 1_000_000_000))
         }
         stamps[(head + count) % limit] = now
