@@ -10,7 +10,7 @@ SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wil
 GEN_ROWS ?= 700000
 GEN_SEED ?= 1
 
-.PHONY: deps build test run release clean gen
+.PHONY: deps build test run release clean gen bench bench-send
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done); \
@@ -46,3 +46,8 @@ gen:
 
 clean:
 	rm -rf $(SCRATCH) out samples/generated
+
+# Rows per second sent to the in-process sandbox with every limit off, ledger on and off.
+bench-send: deps
+	swift build --build-tests -c release -Xswiftc -enable-testing --scratch-path .build-bench
+	SMSBATCH_BENCH=1 swift test --skip-build -c release -Xswiftc -enable-testing --scratch-path .build-bench --filter SendBenchmark 2>&1 | grep -E 'bench-send|error|failed'

@@ -293,6 +293,7 @@ public enum ConfigLoader {
 
     static func send(_ n: ConfigNode) throws(ConfigError) -> SendConfig {
         var c = SendConfig()
+        var rateNode: ConfigNode?
         try n.each(Keys.send) { key, v throws(ConfigError) in
             switch key {
             case "endpoint": c.endpoint = try endpoint(v)
@@ -307,13 +308,19 @@ public enum ConfigLoader {
                 }
                 c.tokenEnv = name
             case "auth": c.auth = try v.choice([AuthPlacement.header, .query])
-            case "requests_per_minute": c.requestsPerMinute = try v.int(in: 1...1000, "the platform's limit is 1000 a minute")
+            case "requests_per_minute":
+                c.requestsPerMinute = try v.int(in: 0...1000, "the platform's limit is 1000 a minute")
+                rateNode = v
             case "nodes_per_request": c.nodesPerRequest = try v.int(in: 1...5000)
             case "concurrency": c.concurrency = try v.int(in: 1...64)
             case "max_attempts": c.maxAttempts = try v.int(in: 1...20)
             case "timeout": c.timeout = try v.duration(in: 1...Int.max)
             default: break
             }
+        }
+        // 0 = no client-side limit: only against the built-in sandbox (benchmarks).
+        if c.requestsPerMinute == 0 && c.endpoint != "sandbox", let rateNode {
+            throw rateNode.error(.outOfRange, "0 (no limit) is allowed only with endpoint: sandbox; the platform's limit is 1000 a minute")
         }
         return c
     }

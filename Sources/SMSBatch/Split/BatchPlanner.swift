@@ -48,7 +48,8 @@ struct BatchPlanner {
     /// submitted.
     static func headroom(_ c: PipelineConfig) -> Int64 {
         let requests = (c.split.batchSize + c.send.nodesPerRequest - 1) / c.send.nodesPerRequest
-        let seconds = Int64((requests * 60 + c.send.requestsPerMinute - 1) / c.send.requestsPerMinute) + 60
+        let rate = max(c.send.requestsPerMinute, 1)  // 0 = no limit: count it as the fastest allowed
+        let seconds = Int64((requests * 60 + rate - 1) / rate) + 60
         return (seconds + 59) / 60 * 60
     }
 
@@ -85,6 +86,7 @@ struct BatchPlanner {
     /// Requests needed at `nodesPerRequest`, and minutes at `requestsPerMinute`.
     func estimatedSendSeconds(_ c: SendConfig) -> Int {
         let requests = batches.reduce(0) { $0 + ($1.rows + c.nodesPerRequest - 1) / c.nodesPerRequest }
+        guard c.requestsPerMinute > 0 else { return 0 }
         return (requests * 60 + c.requestsPerMinute - 1) / c.requestsPerMinute
     }
 }
