@@ -85,7 +85,7 @@ public final class SpoolRunner {
                 ]))
             }
             return result.exitCode
-        } catch let error as RunError {
+        } catch {
             progress.warn(error.description)
             switch error {
             case .input, .configuredFile, .config:
@@ -97,9 +97,6 @@ public final class SpoolRunner {
                 break  // stays in processing/: taken up again on a later pass
             }
             return error.exitCode
-        } catch {
-            progress.warn("\(path): error: \(error)")
-            return 70
         }
     }
 }
