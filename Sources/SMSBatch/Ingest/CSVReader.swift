@@ -4,8 +4,9 @@ internal import CCSV
 /// Mutable state the libcsv callbacks write into, reached through libcsv's `void *`.
 /// A struct behind a pointer rather than a class: no reference counting or exclusivity
 /// checks on the per-field path.
-private struct ParseState: ~Copyable {
-    var block = RecordBlock()
+private struct ParseState {
+    /// The block being filled (owned by `CSVReader.current`).
+    var block: UnsafeMutablePointer<RecordBlock>
     var nextRow = 1
     var nextIsHeader = true
 }
@@ -20,13 +21,16 @@ private struct ParseState: ~Copyable {
 final class CSVReader {
     private var parser = csv_parser()
     private let state: UnsafeMutablePointer<ParseState>
+    /// The block records are parsed into; `exchange` hands it over whole.
+    private(set) var current: BlockBox
     private var delimiter: UInt8 = 0x2C
     /// After a quoting error: input is skipped up to and including the next line feed.
     private var skippingToLineEnd = false
 
-    init() {
+    init(block: BlockBox = BlockBox()) {
+        current = block
         state = .allocate(capacity: 1)
-        state.initialize(to: ParseState())
+        state.initialize(to: ParseState(block: block.pointer))
         csv_init(&parser, UInt8(CSV_STRICT | CSV_STRICT_FINI))
     }
 
@@ -82,36 +86,40 @@ final class CSVReader {
 
     private func endMalformedRecord() {
         onRecord(-1, state)
-        state.pointee.block.records[state.pointee.block.records.count - 1].malformed = true
+        state.pointee.block.pointee.records[state.pointee.block.pointee.records.count - 1].malformed = true
         reset()
     }
 
     /// Complete records waiting to be processed.
-    var recordCount: Int { state.pointee.block.records.count }
-    var bufferedBytes: Int { state.pointee.block.bytes.count }
+    var recordCount: Int { current.pointer.pointee.records.count }
+    var bufferedBytes: Int { current.pointer.pointee.bytes.count }
 
-    /// Lends the block of complete records to `body`, then drops them.
-    func drain<R>(_ body: (borrowing RecordBlock) throws -> R) rethrows -> R {
-        let r = try body(state.pointee.block)
-        state.pointee.block.removeCompleteRecords()
-        return r
+    /// Hands over the block of complete records and goes on parsing into `fresh`, which
+    /// receives the fields of a record still being parsed.
+    func exchange(_ fresh: BlockBox) -> BlockBox {
+        let full = current
+        fresh.pointer.pointee.takePending(from: &full.pointer.pointee)
+        current = fresh
+        state.pointee.block = fresh.pointer
+        return full
     }
 }
 
 private func onField(_ data: UnsafeMutableRawPointer?, _ len: Int, _ ctx: UnsafeMutableRawPointer?) {
-    let s = ctx.unsafelyUnwrapped.assumingMemoryBound(to: ParseState.self)
-    s.pointee.block.bytes.append(UnsafeRawBufferPointer(start: data, count: len))
-    s.pointee.block.fieldEnds.append(s.pointee.block.bytes.count)
+    let b = ctx.unsafelyUnwrapped.assumingMemoryBound(to: ParseState.self).pointee.block
+    b.pointee.bytes.append(UnsafeRawBufferPointer(start: data, count: len))
+    b.pointee.fieldEnds.append(b.pointee.bytes.count)
 }
 
 private func onRecord(_ terminator: Int32, _ ctx: UnsafeMutableRawPointer?) {
     let s = ctx.unsafelyUnwrapped.assumingMemoryBound(to: ParseState.self)
-    let first = s.pointee.block.pendingFirstField
-    let end = s.pointee.block.fieldEnds.count
-    s.pointee.block.records.append(RecordInfo(
+    let b = s.pointee.block
+    let first = b.pointee.pendingFirstField
+    let end = b.pointee.fieldEnds.count
+    b.pointee.records.append(RecordInfo(
         row: s.pointee.nextRow, firstField: first, fieldCount: end - first,
         isHeader: s.pointee.nextIsHeader, malformed: false))
-    s.pointee.block.pendingFirstField = end
+    b.pointee.pendingFirstField = end
     s.pointee.nextRow += 1
     s.pointee.nextIsHeader = false
 }

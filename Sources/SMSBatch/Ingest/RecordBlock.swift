@@ -41,15 +41,39 @@ struct RecordBlock: ~Copyable {
         return p - UnsafePointer(bytes.base)
     }
 
-    /// Removes the complete records, keeping the fields of a record still being parsed.
-    mutating func removeCompleteRecords() {
-        let keepFrom = pendingFirstField
-        let byteStart = keepFrom == 0 ? 0 : fieldEnds[keepFrom - 1]
-        bytes.removeFirst(byteStart)
-        let pending = fieldEnds[keepFrom...].map { $0 - byteStart }
+    /// Empties this block and moves into it the fields of the record `full` is still
+    /// parsing, leaving `full` with its complete records only.
+    mutating func takePending(from full: inout RecordBlock) {
+        bytes.removeAll()
         fieldEnds.removeAll(keepingCapacity: true)
-        fieldEnds.append(contentsOf: pending)
         records.removeAll(keepingCapacity: true)
+        let keepFrom = full.pendingFirstField
+        let byteStart = keepFrom == 0 ? 0 : full.fieldEnds[keepFrom - 1]
+        bytes.append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: full.bytes.bytes[byteStart...])))
+        for end in full.fieldEnds[keepFrom...] { fieldEnds.append(end - byteStart) }
         pendingFirstField = 0
+        full.truncate(bytes: byteStart, fields: keepFrom)
+    }
+
+    private mutating func truncate(bytes n: Int, fields: Int) {
+        bytes.truncate(to: n)
+        fieldEnds.removeSubrange(fields...)
+    }
+}
+
+/// A record block on the heap, so the parsing thread and the stages can pass it back and
+/// forth without copying. Boxes are reused: a job allocates three.
+final class BlockBox: @unchecked Sendable {
+    // @unchecked: a box is used by one thread at a time; the channel hands it over.
+    let pointer: UnsafeMutablePointer<RecordBlock>
+
+    init() {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: RecordBlock())
+    }
+
+    deinit {
+        pointer.deinitialize(count: 1)
+        pointer.deallocate()
     }
 }

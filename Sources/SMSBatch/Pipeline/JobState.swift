@@ -70,77 +70,42 @@ struct JobState: ~Copyable {
 
     // MARK: - Ingest
 
-    /// Streams every CSV entry of the input through libcsv and the stages.
+    /// Streams every CSV entry of the input through libcsv (on a thread of its own) and the
+    /// stages (on this one), a block of records at a time.
     mutating func ingest(_ file: InputFile) throws(ReportError) {
         try openSideFiles()
-        let archive = ArchiveStream(input: file)
         bytesRead = { [unowned file] in file.bytesRead }
-        let reader = CSVReader()
-        var csvEntries = 0
-        do {
-            while !stopped {
-                var t = DispatchTime.now().uptimeNanoseconds
-                guard let entry = try archive.nextEntry() else { break }
-                guard entry.isRegularFile, isCSVEntry(entry) else { continue }
-                csvEntries += 1
-                var first = true
-                while !stopped {
-                    guard var data = try archive.nextBlock() else { break }
-                    if archive.expandedBytes > config.input.maxExpandedBytes {
-                        rejectFile(.expandedTooLarge, "expands past input.max_expanded_bytes (\(config.input.maxExpandedBytes))")
-                        break
-                    }
-                    if data.isEmpty { continue }
-                    if first {
-                        first = false
-                        data = stripBOM(data)
-                        if data.count >= 2 && ((data[0] == 0xFF && data[1] == 0xFE) || (data[0] == 0xFE && data[1] == 0xFF)) {
-                            rejectFile(.unreadable, "\(entry.name) is UTF-16 text; save it as UTF-8 CSV")
-                            break
-                        }
-                        let delimiter: UInt8
-                        switch config.input.delimiter {
-                        case .auto: delimiter = detectDelimiter(data)
-                        case .fixed(let d): delimiter = d
-                        }
-                        reader.begin(delimiter: delimiter)
-                    }
-                    reader.feed(data)
-                    if reader.recordCount >= 4096 || reader.bufferedBytes >= 1 << 23 {
-                        account(.ingest, since: &t)
-                        try processBlock(reader)
-                        t = DispatchTime.now().uptimeNanoseconds
-                    }
-                }
-                if !stopped { reader.finish() }
-                account(.ingest, since: &t)
-                if !stopped { try processBlock(reader) }
-            }
-        } catch let e as ArchiveError {
-            // The complete rows before the damage are counted; nothing of the file is sent.
-            if !stopped { try processBlock(reader) }
-            rejectFile(.unreadable, "corrupt or truncated input: \(e.message)")
-        } catch let e as ReportError {
-            throw e
-        } catch {
-            rejectFile(.unreadable, "\(error)")
+        let channel = BlockChannel()
+        let source = CSVSource(file: file, input: config.input, maxExpandedBytes: config.input.maxExpandedBytes)
+        let parser = Thread {
+            let result = source.run(firstBox: channel.takeFree(), nextBox: channel.takeFree, emit: channel.push)
+            channel.finish(result)
         }
-        if csvEntries == 0 && !rejected {
+        parser.stackSize = 4 << 20
+        parser.start()
+        var failure: ReportError?
+        while let event = channel.next() {
+            switch event {
+            case .block(let box):
+                if !stopped && failure == nil {
+                    do { try process(box.pointer.pointee) } catch { failure = error }
+                    progress.rows(summary.rows, bytesRead: bytesRead())
+                }
+                channel.giveBack(box)
+                if stopped || failure != nil { channel.stop() }
+            case .warning(let warning):
+                summary.warnings.append(warning)
+                progress.warn("\(path): warning: \(warning)")
+            case .reject(let reason, let detail):
+                rejectFile(reason, detail)
+            }
+        }
+        let result = channel.finished()
+        nanos[Stage.ingest.rawValue] += result.busyNanos
+        if let failure { throw failure }
+        if result.csvEntries == 0 && !rejected {
             rejectFile(.unreadable, "the archive holds no .csv or .tsv entry")
         }
-    }
-
-    /// SPEC §4: a raw stream is always the CSV; archive entries must end in .csv or .tsv.
-    private mutating func isCSVEntry(_ e: ArchiveStream.Entry) -> Bool {
-        if e.isRaw { return true }
-        let base = (e.name as NSString).lastPathComponent
-        if e.name.hasPrefix("__MACOSX/") || base.hasPrefix(".") { return false }
-        let lower = base.lowercased()
-        if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") { return true }
-        let warning = "skipped archive entry '\(e.name)': not a .csv or .tsv file"
-        summary.warnings.append(warning)
-        progress.warn("\(path): warning: \(warning)")
-        return false
     }
 
     private mutating func account(_ stage: Stage, since t: inout UInt64) {
@@ -150,15 +115,6 @@ struct JobState: ~Copyable {
     }
 
     // MARK: - Stages over one block
-
-    private mutating func processBlock(_ reader: CSVReader) throws(ReportError) {
-        var failure: ReportError?
-        reader.drain { block in
-            do throws(ReportError) { try process(block) } catch { failure = error }
-        }
-        if let failure { throw failure }
-        progress.rows(summary.rows, bytesRead: bytesRead())
-    }
 
     private mutating func process(_ block: borrowing RecordBlock) throws(ReportError) {
         var t = DispatchTime.now().uptimeNanoseconds

@@ -21,49 +21,35 @@ enum OptOutList {
         let home = HomeCountry(iso: config.validate.homeCountry) ?? HomeCountry(iso: "IN")!
         var numbers = Set<UInt64>()
         if file.size == 0 { return numbers }
-        let archive = ArchiveStream(input: file)
-        let reader = CSVReader()
         var column: Int? = nil
         var sawHeader = false
-        func take(_ block: borrowing RecordBlock) {
-            for r in block.records {
-                if r.isHeader && !sawHeader {
-                    sawHeader = true
-                    let names = (0..<r.fieldCount).map { Array(block.field(r, $0)) }
-                    column = ColumnMap(header: names, input: config.input)[.recipient]
-                    if column != nil { continue }
+        var failure: String?
+        var spare = BlockBox()
+        let source = CSVSource(file: file, input: config.input, maxExpandedBytes: config.input.maxListBytes)
+        _ = source.run(firstBox: BlockBox(), nextBox: { spare }) { event in
+            switch event {
+            case .block(let box):
+                let block = box.pointer
+                for r in block.pointee.records {
+                    if r.isHeader && !sawHeader {
+                        sawHeader = true
+                        let names = (0..<r.fieldCount).map { Array(block.pointee.field(r, $0)) }
+                        column = ColumnMap(header: names, input: config.input)[.recipient]
+                        if column != nil { continue }
+                    }
+                    let i = column ?? 0
+                    guard i < r.fieldCount else { continue }
+                    let cell = trimSpacesAndTabs(block.pointee.field(r, i))
+                    if let n = RecipientNormalizer.normalize(cell, home: home) { numbers.insert(n.value) }
                 }
-                let i = column ?? 0
-                guard i < r.fieldCount else { continue }
-                let cell = trimSpacesAndTabs(block.field(r, i))
-                if let n = RecipientNormalizer.normalize(cell, home: home) { numbers.insert(n.value) }
+                spare = box
+            case .warning: break
+            case .reject(let reason, let detail): failure = reason == .expandedTooLarge ? "expands past input.max_list_bytes" : detail
             }
+            return failure == nil
         }
-        do {
-            while let entry = try archive.nextEntry() {
-                guard entry.isRegularFile else { continue }
-                var first = true
-                while true {
-                    guard var data = try archive.nextBlock() else { break }
-                    if data.isEmpty { continue }
-                    if first {
-                        first = false
-                        data = stripBOM(data)
-                        reader.begin(delimiter: detectDelimiter(data))
-                    }
-                    reader.feed(data)
-                    reader.drain(take)
-                    if archive.expandedBytes > config.input.maxListBytes {
-                        throw LoadError(path: path, reason: "validate.optout_list expands past input.max_list_bytes", isConfigError: true)
-                    }
-                }
-                reader.finish()
-                reader.drain(take)
-            }
-        } catch let e as LoadError {
-            throw e
-        } catch {
-            throw LoadError(path: path, reason: "validate.optout_list cannot be read: \((error as? ArchiveError)?.message ?? "\(error)")", isConfigError: false)
+        if let failure {
+            throw LoadError(path: path, reason: "validate.optout_list: \(failure)", isConfigError: failure.hasPrefix("expands"))
         }
         return numbers
     }

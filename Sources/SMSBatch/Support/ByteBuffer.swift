@@ -56,6 +56,8 @@ struct ByteBuffer: ~Copyable {
 
     mutating func removeAll() { count = 0 }
 
+    mutating func truncate(to n: Int) { count = min(count, n) }
+
     /// Drops the first `n` bytes, moving the rest to the front.
     mutating func removeFirst(_ n: Int) {
         precondition(n <= count)
