@@ -1,3 +1,5 @@
+import Foundation
+
 /// A 128-bit digest of (sender, recipient, message): what the dedupe index stores instead of
 /// the strings. Two independent 64-bit lanes of multiply-xorshift mixing over 8-byte words,
 /// each finished with MurmurHash3's fmix64; at 128 bits a false match among a million rows
@@ -61,68 +63,83 @@ struct MessageDigest: Hashable, Sendable {
     }
 }
 
-/// The in-file dedupe index: a flat open-addressing table of digests with the row that
-/// first had each one. 20 bytes a slot, never the strings; grows at 3/4 full.
+/// The in-file dedupe index: each unique row's digest and first row number, 16 bytes, in
+/// an array that grows in place (glibc's realloc moves large blocks with mremap, no copy),
+/// plus an open-addressing table of 4-byte slots: 28 bits of position and a 4-bit tag of
+/// the digest, so most probes of a new row never touch the array. About 23 bytes a unique
+/// row all told; never the strings.
 struct DedupeIndex: ~Copyable {
-    private var highs: UnsafeMutablePointer<UInt64>
-    private var lows: UnsafeMutablePointer<UInt64>
-    /// First row per slot; 0 marks an empty slot (row numbers start at 2).
-    private var rows: UnsafeMutablePointer<UInt32>
-    private var mask: Int
+    /// (digest high, digest low 32 bits, first row) per unique row, in file order.
+    private var entries: UnsafeMutablePointer<Entry>
+    private var entryCapacity: Int
     private(set) var count = 0
+    /// 0 = empty; else (position + 1) << 4 | tag.
+    private var slots: UnsafeMutablePointer<UInt32>
+    private var mask: Int
 
-    init(capacity: Int = 1 << 16) {
+    private struct Entry {
+        var high: UInt64
+        var low: UInt32
+        var row: UInt32
+    }
+
+    /// 28 bits of position: 268 million unique rows.
+    static let maxRows = (1 << 28) - 2
+
+    init(capacity: Int = 1 << 14) {
         var c = 16
         while c < capacity { c <<= 1 }
         mask = c - 1
-        highs = .allocate(capacity: c)
-        lows = .allocate(capacity: c)
-        rows = .allocate(capacity: c)
-        rows.initialize(repeating: 0, count: c)
+        slots = .allocate(capacity: c)
+        slots.initialize(repeating: 0, count: c)
+        entryCapacity = c / 2
+        entries = malloc(entryCapacity * MemoryLayout<Entry>.stride)!.bindMemory(to: Entry.self, capacity: entryCapacity)
     }
 
     deinit {
-        highs.deallocate()
-        lows.deallocate()
-        rows.deallocate()
+        slots.deallocate()
+        free(entries)
     }
 
-    /// Bytes held by the table.
-    var memoryBytes: Int { (mask + 1) * 20 }
-
-    /// Records `digest` as first seen at `row`, or returns the row that had it first.
+    /// Records `d` as first seen at `row`, or returns the row that had it first.
     mutating func insert(_ d: MessageDigest, row: Int) -> Int? {
-        if (count + 1) * 4 > (mask + 1) * 3 { grow() }
+        if (count + 1) * 4 > (mask + 1) * 3 { growSlots() }
+        let low = UInt32(truncatingIfNeeded: d.low)
+        let tag = UInt32(truncatingIfNeeded: d.low >> 60)
         var i = Int(truncatingIfNeeded: d.low) & mask
-        while rows[i] != 0 {
-            if highs[i] == d.high && lows[i] == d.low { return Int(rows[i]) }
+        while true {
+            let s = slots[i]
+            if s == 0 { break }
+            if s & 0xF == tag {
+                let e = entries[Int(s >> 4) - 1]
+                if e.high == d.high && e.low == low { return Int(e.row) }
+            }
             i = (i + 1) & mask
         }
-        highs[i] = d.high
-        lows[i] = d.low
-        rows[i] = UInt32(truncatingIfNeeded: row)
+        precondition(count < DedupeIndex.maxRows, "more unique rows than the dedupe index holds")
+        if count == entryCapacity {
+            entryCapacity *= 2
+            entries = realloc(entries, entryCapacity * MemoryLayout<Entry>.stride)!.bindMemory(to: Entry.self, capacity: entryCapacity)
+        }
+        entries[count] = Entry(high: d.high, low: low, row: UInt32(truncatingIfNeeded: row))
         count += 1
+        slots[i] = UInt32(count) << 4 | tag
         return nil
     }
 
-    private mutating func grow() {
-        let oldCapacity = mask + 1
-        let (oh, ol, or) = (highs, lows, rows)
+    private mutating func growSlots() {
+        let old = slots, oldCapacity = mask + 1
         let c = oldCapacity * 2
         mask = c - 1
-        highs = .allocate(capacity: c)
-        lows = .allocate(capacity: c)
-        rows = .allocate(capacity: c)
-        rows.initialize(repeating: 0, count: c)
-        for j in 0..<oldCapacity where or[j] != 0 {
-            var i = Int(truncatingIfNeeded: ol[j]) & mask
-            while rows[i] != 0 { i = (i + 1) & mask }
-            highs[i] = oh[j]
-            lows[i] = ol[j]
-            rows[i] = or[j]
+        slots = .allocate(capacity: c)
+        slots.initialize(repeating: 0, count: c)
+        // Re-place every entry; its home slot comes from the digest, kept in the entry.
+        for j in 0..<oldCapacity where old[j] != 0 {
+            let e = entries[Int(old[j] >> 4) - 1]
+            var i = Int(truncatingIfNeeded: UInt64(e.low)) & mask
+            while slots[i] != 0 { i = (i + 1) & mask }
+            slots[i] = old[j]
         }
-        oh.deallocate()
-        ol.deallocate()
-        or.deallocate()
+        old.deallocate()
     }
 }
