@@ -45,7 +45,20 @@ gen:
 	$(SCRATCH)/release/gen-recipients --rows $(GEN_ROWS) --seed $(GEN_SEED) samples/generated/recipients-$(GEN_ROWS).csv
 
 clean:
-	rm -rf $(SCRATCH) out samples/generated
+	rm -rf $(SCRATCH) out samples/generated bench/data bench/floor
+
+# smsbatch run --dry-run on a generated 700,000-row file as .csv/.gz/.zip against the C floor
+# (libcsv, libarchive, counting only): seconds, MB/s, rows/s, peak RSS, ratio to the floor, and
+# RSS growth per unique row on a file twice as long. Data in bench/data/ (kept, never committed).
+# `make bench BENCH_FLAGS="--rows 50000 --runs 1"` for a quick run. `release` builds every
+# product, gen-recipients included. /usr/bin/time (Debian `time`) and python3 are bench-only.
+BENCH_FLAGS ?=
+bench: DEBS += time python3
+bench: deps release bench/floor
+	python3 bench/bench.py --bin-dir $(SCRATCH)/release --double $(BENCH_FLAGS)
+
+bench/floor: bench/floor.c
+	cc -O2 bench/floor.c -o bench/floor -lcsv -larchive
 
 # Rows per second sent to the in-process sandbox with every limit off, ledger on and off.
 bench-send: deps
