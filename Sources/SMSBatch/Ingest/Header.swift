@@ -16,13 +16,17 @@ func detectDelimiter(_ start: UnsafeRawBufferPointer) -> UInt8 {
 
 /// Where each logical column is in a file's header (SPEC §4 aliases).
 struct ColumnMap: Equatable {
-    /// Column index per role, nil when the file has no such column.
-    var index: [ColumnRole: Int] = [:]
+    /// Column index per role (in `ColumnRole.allCases` order), -1 when the file has no such
+    /// column: an array, not a dictionary, since validation asks for every cell of every row.
+    private var index = [Int](repeating: -1, count: ColumnRole.allCases.count)
     var fieldCount = 0
     /// The header fields as written, for rejects.csv.
     var names: [[UInt8]] = []
 
-    subscript(role: ColumnRole) -> Int? { index[role] }
+    subscript(role: ColumnRole) -> Int? {
+        let i = index[role.position]
+        return i < 0 ? nil : i
+    }
 
     /// Matches header names to roles: case-insensitive, ignoring spaces, `_` and `-`;
     /// the first column matching a role wins.
@@ -37,7 +41,7 @@ struct ColumnMap: Equatable {
             }
         }
         for (i, name) in header.enumerated() {
-            if let role = aliasToRole[ColumnMap.canonical(name)], index[role] == nil { index[role] = i }
+            if let role = aliasToRole[ColumnMap.canonical(name)], index[role.position] < 0 { index[role.position] = i }
         }
     }
 
@@ -49,5 +53,21 @@ struct ColumnMap: Equatable {
             out.append(c >= 0x41 && c <= 0x5A ? c + 32 : c)
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension ColumnRole {
+    /// Position in `allCases`.
+    var position: Int {
+        switch self {
+        case .recipient: 0
+        case .sender: 1
+        case .message: 2
+        case .product: 3
+        case .scheduleAt: 4
+        case .templateId: 5
+        case .entityId: 6
+        case .ref: 7
+        }
     }
 }
