@@ -216,4 +216,51 @@ struct SpoolTests {
         #expect(out.accountedRows.sorted() == Array(2...(stats.records + 1)))
         #expect(Set(out.batchRows.column("status")) == ["submitted"])
     }
+
+    @Test("kill -9 of a watch at random moments, ten times: every row exactly once, the file in done/, the ledger completed")
+    func killWatch() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--latency", "20", "--drop-rate", "0.05", "--seed", "11"])
+        let dir = spoolDir(endpoint: sandbox.endpoint)
+        try FileManager.default.createDirectory(atPath: dir.file("spool/inbox"), withIntermediateDirectories: true)
+        let stats = try generate(dir.file("spool/inbox/big.csv.part"), rows: 50_000, seed: 43)
+        rename(dir.file("spool/inbox/big.csv.part"), dir.file("spool/inbox/big.csv"))
+        let env = ["SMSBATCH_TOKEN": sandbox.token]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<10 {
+            let watch = try Background(["watch"], cwd: dir.path, env: env)
+            usleep(UInt32.random(in: 300_000...1_500_000, using: &generator))
+            watch.signal(SIGKILL)
+            _ = watch.wait(timeout: 5)
+            if files(dir.file("spool/done")).contains("big.csv") { break }
+        }
+        let last = try Background(["watch"], cwd: dir.path, env: env)
+        #expect(eventually(timeout: 120) { files(dir.file("spool/done")).contains("big.csv") })
+        last.signal(SIGTERM)
+        #expect(last.wait(timeout: 15) == 0)
+        let accepted = try sandbox.accepted()
+        #expect(accepted.count == stats.valid - stats.duplicates)
+        #expect(accepted.repeats == 0)
+        let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
+        #expect(try ledger.jobs().filter { $0.repeatOf == nil }.map(\.status) == ["completed"])
+        #expect(files(dir.file("spool/processing")).isEmpty)
+    }
+
+    @Test("the same file dropped twice: the second goes to done/ as a repeat and nothing is sent")
+    func droppedTwice() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory())
+        let dir = spoolDir(endpoint: sandbox.endpoint)
+        try FileManager.default.createDirectory(atPath: dir.file("spool/inbox"), withIntermediateDirectories: true)
+        let stats = try generate(dir.file("spool/inbox/a.csv"), rows: 400, seed: 44)
+        let env = ["SMSBATCH_TOKEN": sandbox.token]
+        #expect(try smsbatch(["drain"], cwd: dir.path, env: env).status == 0)
+        try FileManager.default.copyItem(atPath: dir.file("spool/done/a.csv"), toPath: dir.file("spool/inbox/a.csv"))
+        let second = try smsbatch(["drain"], cwd: dir.path, env: env)
+        #expect(second.status == 0)
+        #expect(files(dir.file("spool/done")) == ["a.csv", "a.csv.1"])
+        #expect(try sandbox.accepted().count == stats.valid - stats.duplicates)
+        let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
+        let jobs = try ledger.jobs()
+        #expect(jobs.count == 2)
+        #expect(jobs.contains { $0.repeatOf != nil })
+    }
 }
