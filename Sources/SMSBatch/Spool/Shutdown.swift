@@ -26,5 +26,7 @@ public enum Shutdown {
         }
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
+        // A peer that closes early must cost an error code, never the process.
+        signal(SIGPIPE, SIG_IGN)
     }
 }
