@@ -145,4 +145,14 @@ struct CLITests {
         #expect(rej.stdout.contains("\"reject_reason\": \"over_cap\""))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("rej/batches")).isEmpty)
     }
+
+    @Test("split.start not more than 5 minutes ahead is a configuration error (exit 78)")
+    func startInThePast() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        dir.write("pipeline.yaml", "split:\n  start: 2026-11-26T04:33:00Z\n")
+        let r = try smsbatch(["run", "--dry-run", "--now", "2026-11-26T04:30:00Z", "--out", "o", "a.csv"], cwd: dir.path)
+        #expect(r.status == 78)
+        #expect(r.stderr.contains("split.start"))
+    }
 }

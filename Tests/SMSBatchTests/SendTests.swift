@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RecipientGenerator
 import Testing
 @testable import SMSBatch
@@ -171,5 +172,26 @@ struct SendTests {
             let inWindow = t[i...].prefix { $0 - start < 60 }.count
             #expect(inWindow <= 120)
         }
+    }
+
+    @Test("an HTML login page instead of JSON from auth/me stops the job before anything is sent (exit 77)")
+    func htmlLoginPage() async throws {
+        let dir = TempDir()
+        let sends = Mutex(0)
+        let server = HTTPServer { request in
+            if request.path.hasSuffix("sms/send/json") { sends.withLock { $0 += 1 } }
+            return .respond(status: 200, headers: [("Content-Type", "text/html")], body: Array("<html><body>Please log in</body></html>".utf8))
+        }
+        let port = try server.start()
+        defer { server.stop() }
+        var config = PipelineConfig()
+        config.send.endpoint = "http://127.0.0.1:\(port)/api/v2/"
+        config.send.tokenEnv = "SMSBATCH_TEST_HTML_TOKEN"
+        setenv(config.send.tokenEnv, "whatever", 1)
+        let path = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"]))
+        let out = try await sendJob(path, config: config, in: dir)
+        #expect(out.result.exitCode == 77)
+        #expect(sends.withLock { $0 } == 0)
+        #expect(out.batchRows.column("status") == ["failed"])
     }
 }

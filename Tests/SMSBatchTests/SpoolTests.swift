@@ -104,6 +104,11 @@ struct SpoolTests {
         let jobs = try smsbatch(["jobs"], cwd: dir.path)
         #expect(jobs.status == 0)
         #expect(jobs.stdout.contains("completed"))
+        let id = try #require(files(dir.file("spool/outbox")).first)
+        let one = try smsbatch(["jobs", id], cwd: dir.path)
+        #expect(one.status == 0)
+        #expect(one.stdout.contains("batch-0001.csv"))
+        #expect(try smsbatch(["jobs", "no-such-job"], cwd: dir.path).status == 66)
     }
 
     @Test("a file written slowly is not claimed before it is complete; x.csv.part renamed to x.csv is claimed at once")
