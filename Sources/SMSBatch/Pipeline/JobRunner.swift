@@ -120,8 +120,8 @@ public final class JobRunner {
         // Sending: the ledger decides whether this content is new, a repeat or a resume —
         // under a lock, so two processes given the same content never both start a job.
         let ledger = try openLedger()
-        let sha: String
-        do { sha = try InputFile(path: path).finishDigest() } catch { throw .input(error) }
+        do { _ = try InputFile(path: path) } catch { throw .input(error) }
+        guard let sha = FileDigest.sha256(path: path) else { throw .input(InputError(path: path, reason: "cannot read: \(String(cString: strerror(errno)))")) }
         let decision = await FileLock.exclusive(config.statePath + ".lock")
         defer { decision?.release() }
         let previous: JobRecord?
@@ -136,7 +136,7 @@ public final class JobRunner {
                 }
                 decision?.release()
                 progress.warn("\(path): resuming job \(previous.id)")
-                return try await runJob(path: path, plan: JobPlan(id: previous.id, clock: previous.clock, dir: dir,
+                return try await runJob(path: path, plan: JobPlan(id: previous.id, sha: sha, clock: previous.clock, dir: dir,
                                                                   ledger: ledger, resumed: true, lock: lock))
             default: break
             }
@@ -156,12 +156,14 @@ public final class JobRunner {
             try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "running", clock: clock, outputDir: dir, startedAt: now))
         } catch { throw .ledger(error) }
         decision?.release()
-        return try await runJob(path: path, plan: JobPlan(id: id, clock: clock, dir: dir, ledger: ledger, lock: lock))
+        return try await runJob(path: path, plan: JobPlan(id: id, sha: sha, clock: clock, dir: dir, ledger: ledger, lock: lock))
     }
 
     /// How a job runs: its id and clock when known in advance (sending), where its outputs go.
     struct JobPlan {
         var id: String?
+        /// Known in advance when sending (the ledger needs it first); a dry run hashes alongside.
+        var sha: String? = nil
         var clock: Int64
         var dir: String?
         var ledger: Ledger?
@@ -220,6 +222,7 @@ public final class JobRunner {
         let clock = ContinuousClock.now
         let file: InputFile
         do { file = try InputFile(path: path) } catch { throw .input(error) }
+        let digest = plan.sha == nil ? FileDigest(path: path) : nil
         let outputs: JobOutputs
         do { outputs = try JobOutputs(config: config, outDir: plan.dir) } catch { throw .report(error) }
 
@@ -237,7 +240,7 @@ public final class JobRunner {
         }
         progress.start(path: path, bytes: file.size)
 
-        do {
+        do throws(ReportError) {
             if file.size == 0 {
                 job.rejectFile(.noRows, "the file is empty")
             } else if file.size > config.input.maxFileBytes {
@@ -245,7 +248,7 @@ public final class JobRunner {
             } else {
                 try job.ingest(file)
             }
-            let sha = file.finishDigest()
+            guard let sha = plan.sha ?? digest?.wait() else { throw ReportError(path: path, errno: EIO) }
             job.summary.sha256 = sha
             job.summary.job = plan.id ?? "\(UTCTime.compact(started))-\(sha.prefix(8))"
             try job.finish()
