@@ -28,6 +28,8 @@ struct RunCommand: AsyncParsableCommand {
         let options = job.runOptions(now: try common.parsedNow())
         if !options.dryRun { Shutdown.install() }
         let runner = JobRunner(config: config, options: options, progress: Progress())
+        // The plan goes out before sending starts; the outcome when the job ends.
+        if !json { runner.onPlan = { print(HumanSummary.plan($0, config: config)) } }
         do { try runner.prepare() } catch {
             printError(error.description)
             throw ExitCode(error.exitCode)
@@ -41,7 +43,8 @@ struct RunCommand: AsyncParsableCommand {
                 if json {
                     print(result.summary.json.rendered(indent: 2))
                 } else {
-                    print(HumanSummary.render(result.summary, config: config))
+                    if result.summary.repeatOf != nil { print("job \(result.summary.job)  \(file)") }
+                    print(HumanSummary.outcome(result.summary))
                 }
                 worst = max(worst, result.exitCode)
             } catch {

@@ -86,6 +86,8 @@ public final class JobRunner {
     let options: RunOptions
     let progress: Progress
     private var optOut: Set<UInt64>?
+    /// Called with the plan once the file is read and before anything is sent.
+    public var onPlan: ((JobSummary) -> Void)?
 
     public init(config: PipelineConfig, options: RunOptions, progress: Progress) {
         self.config = config
@@ -265,6 +267,7 @@ public final class JobRunner {
                                      counts: counts(summary), outputDir: outputs.dir, finishedAt: nil)
             } catch { throw .ledger(error) }
         }
+        onPlan?(summary)
         do {
             if !options.dryRun && summary.rejectReason == nil {
                 (credentialsRefused, interrupted) = try await send(&summary, outputs, plan.ledger)

@@ -2,7 +2,13 @@ import Foundation
 
 /// The summary a person reads on stdout: counts per reason, the plan, where the outputs are.
 public enum HumanSummary {
+    /// The whole summary: the plan, then the outcome.
     public static func render(_ s: JobSummary, config: PipelineConfig) -> String {
+        plan(s, config: config) + "\n" + outcome(s)
+    }
+
+    /// What was found and what will be sent when: shown before sending starts (SPEC §7).
+    public static func plan(_ s: JobSummary, config: PipelineConfig) -> String {
         var lines: [String] = []
         lines.append("job \(s.job)  \(s.input)  (\(s.bytes) bytes)")
         if let reason = s.rejectReason {
@@ -27,9 +33,14 @@ public enum HumanSummary {
                 lines.append("    batch \(last.batch)  part \(last.part)  \(last.rows) rows  \(last.scheduledAt.map { UTCTime.iso($0) } ?? "at once")")
             }
         }
-        let mode = s.dryRun ? "dry run, nothing sent" : "submitted \(s.submitted), failed \(s.failed)"
-        lines.append("  \(s.status.rawValue) (\(mode)); outputs in \(s.outputDir)")
         return lines.joined(separator: "\n")
+    }
+
+    /// How the job ended and where its outputs are.
+    public static func outcome(_ s: JobSummary) -> String {
+        let mode = s.repeatOf != nil ? "repeat of \(s.repeatOf!), nothing sent"
+            : s.dryRun ? "dry run, nothing sent" : "submitted \(s.submitted), failed \(s.failed)"
+        return "  \(s.status.rawValue) (\(mode)); outputs in \(s.outputDir)"
     }
 
     static func duration(_ seconds: Int) -> String {
