@@ -8,18 +8,22 @@ public struct InputError: Error, CustomStringConvertible {
     public var description: String { "\(path): error: \(reason)" }
 }
 
-/// An input file opened for one streaming pass.
+/// An input file opened for one streaming pass. With `hashing`, every byte read is also
+/// fed to SHA-256, so a dry run reads the file once for both the job id and the rows (on
+/// two cores that beats hashing on a thread of its own, measured: 0.61 s against 0.67 s on
+/// the 208 MB bench file).
 final class InputFile {
     let path: String
     /// Size of the file as given (summary `bytes`).
     let size: Int64
     private let fd: Int32
+    private let sha: OpaquePointer?
     private(set) var bytesRead: Int64 = 0
     let buffer: UnsafeMutableRawPointer
     static let bufferSize = 1 << 20
 
     /// - Throws: `InputError` when the path is missing, not a regular file or unreadable.
-    init(path: String) throws(InputError) {
+    init(path: String, hashing: Bool = false) throws(InputError) {
         self.path = path
         var st = stat()
         if stat(path, &st) != 0 {
@@ -31,11 +35,14 @@ final class InputFile {
         if fd < 0 { throw InputError(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
         self.fd = fd
         size = Int64(st.st_size)
+        sha = hashing ? EVP_MD_CTX_new() : nil
+        if let sha { EVP_DigestInit_ex(sha, EVP_sha256(), nil) }
         buffer = .allocate(byteCount: InputFile.bufferSize, alignment: 64)
     }
 
     deinit {
         close(fd)
+        if let sha { EVP_MD_CTX_free(sha) }
         buffer.deallocate()
     }
 
@@ -44,36 +51,27 @@ final class InputFile {
         while true {
             let n = Glibc.read(fd, buffer, InputFile.bufferSize)
             if n < 0 && errno == EINTR { continue }
-            if n > 0 { bytesRead += Int64(n) }
+            if n > 0 {
+                if let sha { EVP_DigestUpdate(sha, buffer, n) }
+                bytesRead += Int64(n)
+            }
             return n
         }
     }
+
+    /// Reads whatever the parser did not need (a file rejected early) and returns the
+    /// SHA-256 of the whole file in lowercase hex (a file opened with `hashing`).
+    func finishDigest() -> String {
+        while read() > 0 {}
+        var md = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(sha, &md, &len)
+        return md.prefix(Int(len)).map { String(format: "%02x", $0) }.joined()
+    }
 }
 
-/// SHA-256 of a file's bytes (job id, repeat detection), through libcrypto (SHA-NI: about
-/// 2 GB/s). A dry run hashes on a thread of its own while the file is parsed: on two cores
-/// the parsing thread is the one that sets the pace, and the hash would only slow it.
-final class FileDigest: @unchecked Sendable {
-    // @unchecked: `hex` is written once by the hashing thread before `done` is signalled.
-    private var hex: String?
-    private let done = DispatchSemaphore(value: 0)
-
-    /// Starts hashing `path` in the background.
-    init(path: String) {
-        let thread = Thread { [self] in
-            hex = FileDigest.sha256(path: path)
-            done.signal()
-        }
-        thread.start()
-    }
-
-    /// The lowercase hex digest, waiting for it; nil when the file could not be read.
-    func wait() -> String? {
-        done.wait()
-        done.signal()
-        return hex
-    }
-
+/// SHA-256 of a file's bytes (job id, repeat detection), through libcrypto.
+enum FileDigest {
     /// Hashes the whole file now.
     static func sha256(path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -223,8 +223,7 @@ public final class JobRunner {
         let started = plan.clock
         let clock = ContinuousClock.now
         let file: InputFile
-        do { file = try InputFile(path: path) } catch { throw .input(error) }
-        let digest = plan.sha == nil ? FileDigest(path: path) : nil
+        do { file = try InputFile(path: path, hashing: plan.sha == nil) } catch { throw .input(error) }
         let outputs: JobOutputs
         do { outputs = try JobOutputs(config: config, outDir: plan.dir) } catch { throw .report(error) }
 
@@ -250,7 +249,7 @@ public final class JobRunner {
             } else {
                 try job.ingest(file)
             }
-            guard let sha = plan.sha ?? digest?.wait() else { throw ReportError(path: path, errno: EIO) }
+            let sha = plan.sha ?? file.finishDigest()
             job.summary.sha256 = sha
             job.summary.job = plan.id ?? "\(UTCTime.compact(started))-\(sha.prefix(8))"
             try job.finish()
