@@ -177,3 +177,39 @@ struct IngestTests {
         #expect(out.summary.valid == 3)
     }
 }
+
+@Suite("Ingest: broken quoting and blank lines")
+struct QuotingTests {
+    @Test("a quote never closed does not swallow the rows after it: its record is rejected, the rest are read")
+    func unterminatedQuote() async throws {
+        let dir = TempDir()
+        let before = (0..<50).map { "98765\(String(format: "%05d", $0)),MOBTXT,Hello \($0),T" }
+        let after = (0..<50).map { "98766\(String(format: "%05d", $0)),MOBTXT,Hello \($0),T" }
+        for (name, broken) in [("mid.csv", before + ["9876511111,MOBTXT,\"never closed"] + after),
+                               ("end.csv", before + after + ["9876511111,MOBTXT,\"never closed", "9876522222,MOBTXT,last,T"])] {
+            let out = try await runJob(dir.write(name, recipientCSV(broken)), in: dir)
+            #expect(out.summary.rows == 101 + (name == "end.csv" ? 1 : 0))
+            #expect(out.summary.invalidByReason == [.wrongFieldCount: 1])
+            #expect(out.accountedRows.sorted() == Array(2...(out.summary.rows + 1)))
+        }
+    }
+
+    @Test("a quoted field over more than 1,000 lines is taken as a quote never closed")
+    func longOpenQuote() async throws {
+        let dir = TempDir()
+        let rows = ["9876500000,MOBTXT,\"opens here,T"] + (1...1500).map { "98765\(String(format: "%05d", $0)),MOBTXT,Hello,T" }
+        let out = try await runJob(dir.write("q.csv", recipientCSV(rows)), in: dir)
+        #expect(out.summary.rows == 1501)
+        #expect(out.reason(ofRow: 2) == "wrong_field_count")
+        #expect(out.summary.valid == 1500)
+    }
+
+    @Test("blank lines make no row but take a row number, as a spreadsheet shows them")
+    func blankLines() async throws {
+        let dir = TempDir()
+        let text = "recipient,sender,message\n9876500001,MOBTXT,a\n\n9876500002,MOBTXT,b\r\n  \t\r\n9876500003,MOBTXT,\"c\n\nd\"\n9876500004,MOBTXT,e\n\n"
+        let out = try await runJob(dir.write("b.csv", text), in: dir)
+        #expect(out.summary.rows == 4)
+        #expect(out.batchRows.column("row") == ["2", "4", "6", "7"])
+    }
+}

@@ -17,7 +17,13 @@ private struct ParseState {
 /// `CSV_STRICT_FINI` (an unterminated quote at the end is an error). Fields are not
 /// trimmed here: messages are kept byte for byte, other fields are trimmed by validation.
 /// A record with bad quoting is ended where the error was found and flagged `malformed`;
-/// parsing resumes on the next line. Not Sendable: one parser, one thread.
+/// parsing resumes on the next line. A quote that never closes (found at the end of the
+/// input, or after `maxQuotedLines` lines) would swallow every row after it: its lines are
+/// kept while the quote is open and parsed again, from the record's second line, once the
+/// record is known to be broken.
+///
+/// Input is fed to libcsv a line at a time, so blank lines can be told apart: they make no
+/// record but take a row number, as in a spreadsheet. Not Sendable: one parser, one thread.
 final class CSVReader {
     private var parser = csv_parser()
     private let state: UnsafeMutablePointer<ParseState>
@@ -26,6 +32,15 @@ final class CSVReader {
     private var delimiter: UInt8 = 0x2C
     /// After a quoting error: input is skipped up to and including the next line feed.
     private var skippingToLineEnd = false
+    /// The start of the current line when it began in an earlier chunk.
+    private var partialLine = ByteBuffer(capacity: 1 << 12)
+    /// The lines of a record whose quoted field runs over line ends, while it does.
+    private var openQuote = ByteBuffer(capacity: 1 << 12)
+    private var inOpenQuote = false
+    private var openQuoteLines = 0
+    /// A quoted field running over more lines than this is taken as a quote never closed
+    /// (an SMS of 10 parts is 1,530 characters; real multi-line messages are far shorter).
+    static let maxQuotedLines = 1000
 
     init(block: BlockBox = BlockBox()) {
         current = block
@@ -46,6 +61,9 @@ final class CSVReader {
         reset()
         state.pointee.nextIsHeader = true
         skippingToLineEnd = false
+        partialLine.removeAll()
+        openQuote.removeAll()
+        inOpenQuote = false
     }
 
     private func reset() {
@@ -55,33 +73,90 @@ final class CSVReader {
         csv_set_space_func(&parser) { _ in 0 }
     }
 
+    /// libcsv's parser states (libcsv.c): between records, and inside a field.
+    private static let rowNotBegun: Int32 = 0, fieldBegun: Int32 = 2
+
     /// Parses a chunk; complete records accumulate in the block.
     func feed(_ chunk: UnsafeRawBufferPointer) {
         guard var p = chunk.baseAddress, chunk.count > 0 else { return }
         var remaining = chunk.count
         while remaining > 0 {
+            let lf = memchr(p, 0x0A, remaining)
+            let length = lf.map { UnsafeRawPointer($0) - p + 1 } ?? remaining
+            let line = UnsafeRawBufferPointer(start: p, count: length)
+            p += length
+            remaining -= length
             if skippingToLineEnd {
-                guard let lf = memchr(p, 0x0A, remaining) else { return }
-                let skipped = UnsafeRawPointer(lf) - p + 1
-                p += skipped
-                remaining -= skipped
-                skippingToLineEnd = false
+                if lf != nil { skippingToLineEnd = false }
                 continue
             }
-            let used = csv_parse(&parser, p, remaining, onField, onRecord, state)
-            if used == remaining && csv_error(&parser) == CSV_SUCCESS { return }
-            // Bad quoting at p + used: end this record as malformed and resume on the next line.
-            endMalformedRecord()
-            p += used
-            remaining -= used
-            skippingToLineEnd = true
+            if lf != nil && partialLine.count == 0 && !inOpenQuote && parser.pstate == CSVReader.rowNotBegun && isBlankLine(line) {
+                state.pointee.nextRow += 1  // a spreadsheet shows the empty row
+                continue
+            }
+            if inOpenQuote { openQuote.append(line) }
+            let used = csv_parse(&parser, line.baseAddress, line.count, onField, onRecord, state)
+            if used != line.count || csv_error(&parser) != CSV_SUCCESS {
+                // Bad quoting: end this record as malformed and resume on the next line.
+                endMalformedRecord()
+                inOpenQuote = false
+                openQuote.removeAll()
+                partialLine.removeAll()
+                skippingToLineEnd = lf == nil
+                continue
+            }
+            guard lf != nil else {
+                partialLine.append(line)
+                continue
+            }
+            if parser.pstate == CSVReader.fieldBegun && parser.quoted != 0 {
+                // The line feed was inside a quoted field: the record goes on.
+                if !inOpenQuote {
+                    inOpenQuote = true
+                    openQuoteLines = 0
+                    openQuote.removeAll()
+                    openQuote.append(partialLine.bytes)
+                    openQuote.append(line)
+                }
+                openQuoteLines += 1
+                if openQuoteLines > CSVReader.maxQuotedLines { reparseOpenQuote() }
+            } else if inOpenQuote {
+                inOpenQuote = false
+                openQuote.removeAll()
+            }
+            partialLine.removeAll()
         }
     }
 
-    /// Ends the stream: emits a last record without a line end, or flags an unterminated quote.
+    /// Ends the stream: emits a last record without a line end, or flags an unterminated
+    /// quote, parsing the lines it swallowed again.
     func finish() {
         if skippingToLineEnd { return }
-        if csv_fini(&parser, onField, onRecord, state) != 0 { endMalformedRecord() }
+        if csv_fini(&parser, onField, onRecord, state) != 0 {
+            if inOpenQuote {
+                reparseOpenQuote()
+                finish()
+            } else {
+                endMalformedRecord()
+            }
+        }
+    }
+
+    /// The open quote will never close: the record it is in ends as malformed at its first
+    /// line, and the lines after that line are parsed again as rows of their own.
+    private func reparseOpenQuote() {
+        endMalformedRecord()
+        inOpenQuote = false
+        partialLine.removeAll()
+        let lines = Array(openQuote.bytes)
+        openQuote.removeAll()
+        guard let firstLF = lines.firstIndex(of: 0x0A) else { return }
+        lines[(firstLF + 1)...].withUnsafeBytes { feed($0) }
+    }
+
+    private func isBlankLine(_ line: UnsafeRawBufferPointer) -> Bool {
+        for c in line where c != 0x20 && c != 0x09 && c != 0x0D && c != 0x0A { return false }
+        return true
     }
 
     private func endMalformedRecord() {
