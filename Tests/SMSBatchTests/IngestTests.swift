@@ -213,3 +213,52 @@ struct QuotingTests {
         #expect(out.batchRows.column("row") == ["2", "4", "6", "7"])
     }
 }
+
+@Suite("Ingest: archives cut short and ambiguous headers")
+struct ArchiveEndTests {
+    private let csv = Array(recipientCSV(["9876543210,MOBTXT,Hello,T", "9876543211,MOBTXT,Hi,T"]).utf8)
+
+    @Test("a zip without its central directory is unreadable, though every entry reads")
+    func zipWithoutDirectory() async throws {
+        let dir = TempDir()
+        let path = dir.file("ok.zip")
+        writeArchive(path, format: .zip, entries: [("a.csv", csv)])
+        let bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+        let out = try await runJob(dir.write("cut.zip", Array(bytes.dropLast(22))), in: dir)
+        #expect(out.summary.rejectReason == .unreadable)
+    }
+
+    @Test("a tar cut right after an entry is unreadable")
+    func tarCutAtEntry() async throws {
+        let dir = TempDir()
+        let path = dir.file("ok.tar")
+        writeArchive(path, format: .tar, entries: [("a.csv", csv), ("b.csv", csv)])
+        #expect(try await runJob(path, in: dir).summary.status == .completed)
+        let bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+        // pax header + header + one 512-byte data block for the first entry.
+        let firstEntryEnd = bytes.count - (bytes.count - 3 * 512)
+        let out = try await runJob(dir.write("cut.tar", Array(bytes.prefix(firstEntryEnd))), in: dir)
+        #expect(out.summary.rejectReason == .unreadable)
+    }
+
+    @Test("a column named exactly as the role wins over an alias, and the other is named in a warning")
+    func exactNameWins() async throws {
+        let dir = TempDir()
+        let out = try await runJob(dir.write("h.csv", "recipient,sender,text,message\n9876543210,MOBTXT,,Hello\n"), in: dir)
+        #expect(out.summary.valid == 1)
+        #expect(out.summary.warnings.contains { $0.contains("'text'") })
+    }
+
+    @Test("a bomb past max_expanded_bytes still counts the rows read before the limit")
+    func bombCountsRows() async throws {
+        let dir = TempDir()
+        let rows = (0..<3000).map { "98765\(String(format: "%05d", $0)),MOBTXT,Message \($0),T" }
+        let path = dir.file("b.csv.gz")
+        writeArchive(path, format: .raw, filter: .gzip, entries: [("data", Array(recipientCSV(rows).utf8))])
+        var config = PipelineConfig()
+        config.input.maxExpandedBytes = 60_000
+        let out = try await runJob(path, config: config, in: dir)
+        #expect(out.summary.rejectReason == .expandedTooLarge)
+        #expect(out.summary.rows > 0)
+    }
+}

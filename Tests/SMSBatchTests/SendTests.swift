@@ -37,12 +37,13 @@ final class TestProvider {
 }
 
 /// Runs one file through the whole pipeline, sending.
-func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow) async throws -> JobOutput {
+func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow, force: Bool = false) async throws -> JobOutput {
     var config = config
     // Each test keeps its spool and ledger in its own folder.
     if config.watch.root == PipelineConfig().watch.root { config.watch.root = dir.file("spool") }
     var options = RunOptions()
     options.now = now
+    options.force = force
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
     let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
     return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)

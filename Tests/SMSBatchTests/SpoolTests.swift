@@ -63,6 +63,11 @@ struct SpoolTests {
         let second = try await sendJob(b, config: config, in: dir, now: testNow + 600)
         #expect(second.duplicates.rows == [["2", "", "repeat_within_window", "+919876543210", "MOBTXT"]])
         #expect(second.summary.submitted == 1)
+        // --force sends content again, window or not.
+        var forced = config
+        forced.dedupe.window = 3600
+        let again = try await sendJob(b, config: forced, in: dir, now: testNow + 900, force: true)
+        #expect(again.summary.submitted == 2)
         // Outside the window the same row is sent again.
         let c = dir.write("c.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"]))
         let third = try await sendJob(c, config: config, in: dir, now: testNow + 7200)

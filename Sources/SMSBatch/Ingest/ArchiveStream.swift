@@ -15,6 +15,8 @@ final class ArchiveStream {
     private var opened = false
     /// Decompressed bytes handed out so far, across entries.
     private(set) var expandedBytes: Int64 = 0
+    /// Entries read so far, of every kind.
+    private(set) var entryCount = 0
 
     struct Entry {
         let name: String
@@ -53,6 +55,7 @@ final class ArchiveStream {
         let status = archive_read_next_header(archive, &entry)
         if status == ARCHIVE_EOF { return nil }
         if status < ARCHIVE_WARN { throw error() }
+        entryCount += 1
         let name = archive_entry_pathname(entry).map { String(cString: $0) } ?? "data"
         let mode = archive_entry_filetype(entry)
         let isRaw = (archive_format(archive) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_RAW
@@ -70,6 +73,17 @@ final class ArchiveStream {
         if status < ARCHIVE_WARN { throw error() }
         expandedBytes += Int64(size)
         return UnsafeRawBufferPointer(start: buf, count: size)
+    }
+
+    /// The container, once the first entry was read: a zip or a tar read straight from the
+    /// file (no compression filter), whose ends can be checked on the file itself.
+    enum Container { case zip, plainTar, other }
+
+    var container: Container {
+        let format = archive_format(archive) & ARCHIVE_FORMAT_BASE_MASK
+        if format == ARCHIVE_FORMAT_ZIP { return .zip }
+        if format == ARCHIVE_FORMAT_TAR && archive_filter_count(archive) <= 1 { return .plainTar }
+        return .other
     }
 
     private func error() -> ArchiveError {

@@ -53,15 +53,14 @@ final class CSVSource: @unchecked Sendable {
                 guard entry.isRegularFile, isCSV(entry, emit: { pause(); defer { resume() }; return emit($0) }) else { continue }
                 result.csvEntries += 1
                 var first = true
-                while let block = try archive.nextBlock() {
-                    if archive.expandedBytes > maxExpandedBytes {
-                        pause()
-                        _ = emit(.reject(.expandedTooLarge, "expands past input.max_expanded_bytes (\(maxExpandedBytes))"))
-                        return result
-                    }
+                while var block = try archive.nextBlock() {
+                    // Past the bound, only the bytes up to it are parsed: the complete rows
+                    // before the limit are counted, as for a damaged file.
+                    let over = archive.expandedBytes - maxExpandedBytes
+                    if over > 0 { block = UnsafeRawBufferPointer(rebasing: block[0..<max(0, block.count - Int(over))]) }
                     var data = block
-                    if data.isEmpty { continue }
-                    if first {
+                    if data.isEmpty && over <= 0 { continue }
+                    if first && !data.isEmpty {
                         first = false
                         data = stripBOM(data)
                         if data.count >= 2 && ((data[0] == 0xFF && data[1] == 0xFE) || (data[0] == 0xFE && data[1] == 0xFF)) {
@@ -75,12 +74,26 @@ final class CSVSource: @unchecked Sendable {
                         }
                     }
                     reader.feed(data)
+                    if over > 0 {
+                        if handOver() {
+                            pause()
+                            _ = emit(.reject(.expandedTooLarge, "expands past input.max_expanded_bytes (\(maxExpandedBytes))"))
+                        }
+                        return result
+                    }
                     if reader.recordCount >= blockRecords || reader.bufferedBytes >= 1 << 23 {
                         if !handOver() { break entries }
                     }
                 }
                 reader.finish()
                 if !handOver() { break }
+            }
+            // A streaming read of a zip or tar stops happily where the file stops: check
+            // that its end is there too, or a cut-off archive would pass for a whole one.
+            if let damage = ArchiveCheck.endDamage(archive, file) {
+                pause()
+                _ = emit(.reject(.unreadable, "corrupt or truncated input: \(damage)"))
+                return result
             }
         } catch {
             // The complete rows before the damage are counted; nothing of the file is sent.
@@ -104,5 +117,31 @@ final class CSVSource: @unchecked Sendable {
         if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") { return true }
         _ = emit(.warning("skipped archive entry '\(e.name)': not a .csv or .tsv file"))
         return false
+    }
+}
+
+/// Checks on the end of a zip or tar that a streaming read cannot make.
+enum ArchiveCheck {
+    static func endDamage(_ archive: ArchiveStream, _ file: InputFile) -> String? {
+        switch archive.container {
+        case .zip:
+            // The end-of-central-directory record: "PK\u{5}\u{6}", within the last 64 KiB + 22 bytes.
+            let tail = file.tail(65_557)
+            guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
+                tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
+            }) else { return "truncated zip: no end of central directory" }
+            let total = Int(tail[at + 10]) | Int(tail[at + 11]) << 8
+            // 0xFFFF: a zip64 count kept elsewhere; then trust the entries read.
+            if total != 0xFFFF && total != archive.entryCount {
+                return "zip central directory lists \(total) entries, the file holds \(archive.entryCount)"
+            }
+            return nil
+        case .plainTar:
+            // A tar ends with two zero blocks (1,024 zero bytes, usually more padding).
+            let tail = file.tail(1024)
+            return tail.count == 1024 && tail.allSatisfy({ $0 == 0 }) ? nil : "truncated tar: no end-of-archive blocks"
+        case .other:
+            return nil
+        }
     }
 }

@@ -22,6 +22,9 @@ struct ColumnMap: Equatable {
     var fieldCount = 0
     /// The header fields as written, for rejects.csv.
     var names: [[UInt8]] = []
+    /// Columns that also match a role already taken, e.g. `phone` after `mobile`: ignored,
+    /// and said so in a warning.
+    var ignored: [String] = []
 
     subscript(role: ColumnRole) -> Int? {
         let i = index[role.position]
@@ -40,8 +43,20 @@ struct ColumnMap: Equatable {
                 if aliasToRole[key] == nil { aliasToRole[key] = role }
             }
         }
-        for (i, name) in header.enumerated() {
-            if let role = aliasToRole[ColumnMap.canonical(name)], index[role.position] < 0 { index[role.position] = i }
+        // A column named exactly as the role wins over aliases (`message` over `text`); then
+        // the first alias, left to right.
+        let keys = header.map(ColumnMap.canonical)
+        for role in ColumnRole.allCases {
+            if let i = keys.firstIndex(of: ColumnMap.canonical(Array(role.rawValue.utf8))) { index[role.position] = i }
+        }
+        for (i, key) in keys.enumerated() {
+            guard let role = aliasToRole[key] else { continue }
+            if index[role.position] < 0 {
+                index[role.position] = i
+            } else if index[role.position] != i {
+                let name = String(decoding: header[i], as: UTF8.self)
+                ignored.append("column \(i + 1) '\(name)' is also a \(role.rawValue) column; the one in column \(index[role.position] + 1) is used")
+            }
         }
     }
 

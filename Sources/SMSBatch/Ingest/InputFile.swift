@@ -59,6 +59,15 @@ final class InputFile {
         }
     }
 
+    /// The last `n` bytes of the file (fewer for a small file), read without moving the
+    /// streaming position.
+    func tail(_ n: Int) -> [UInt8] {
+        let count = Int(min(Int64(n), size))
+        var out = [UInt8](repeating: 0, count: count)
+        let got = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(size - Int64(count))) }
+        return got == count ? out : []
+    }
+
     /// Reads whatever the parser did not need (a file rejected early) and returns the
     /// SHA-256 of the whole file in lowercase hex (a file opened with `hashing`).
     func finishDigest() -> String {

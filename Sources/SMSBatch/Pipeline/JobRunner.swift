@@ -233,7 +233,8 @@ public final class JobRunner {
         job.summary.startedAt = started
         job.summary.dryRun = options.dryRun
         job.summary.kind = options.kind ?? config.caps.kind
-        if let ledger = plan.ledger, let id = plan.id, config.dedupe.window > 0 {
+        // --force sends the content again: the window would only turn it into duplicates.
+        if let ledger = plan.ledger, let id = plan.id, config.dedupe.window > 0, !options.force {
             do {
                 try ledger.prune(sentBefore: started - Int64(config.dedupe.window))
                 job.recentlySent = Set(try ledger.sentSince(started - Int64(config.dedupe.window), excludingJob: id).map { MessageDigest(high: $0.hi, low: $0.lo) })

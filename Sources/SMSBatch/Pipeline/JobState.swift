@@ -65,7 +65,7 @@ struct JobState: ~Copyable {
         summary.rejectReason = reason
         summary.rejectDetail = detail
         stopped = true
-        progress.warn("\(path): error: file rejected: \(reason.rawValue): \(detail)")
+        progress.warn("\(path): error: file rejected: \(reason.rawValue): \(oneLine(detail))")
     }
 
     // MARK: - Ingest
@@ -95,7 +95,7 @@ struct JobState: ~Copyable {
                 if stopped || failure != nil { channel.stop() }
             case .warning(let warning):
                 summary.warnings.append(warning)
-                progress.warn("\(path): warning: \(warning)")
+                progress.warn("\(path): warning: \(oneLine(warning))")
             case .reject(let reason, let detail):
                 rejectFile(reason, detail)
             }
@@ -197,6 +197,10 @@ struct JobState: ~Copyable {
             rejectFile(.missingColumn, "row \(r.row): no \(missing.joined(separator: ", ")) column (header: \(found))"
                 + (missing.contains("sender") ? "; or set validate.default_sender" : ""))
             return
+        }
+        for note in columns.ignored {
+            summary.warnings.append(note)
+            progress.warn("\(path): warning: \(oneLine(note))")
         }
         if firstHeader == nil {
             firstHeader = names
@@ -326,6 +330,9 @@ struct JobState: ~Copyable {
             }
         }
         if let f = batchFile.take() { closedBatches.append(try f.close()) }
+        if planner.intervalStretched && planner.batches.count > 1 {
+            summary.warnings.append("batches are \(planner.interval / 60) minutes apart, not split.interval: one batch takes that long to submit at send.requests_per_minute")
+        }
         if rejected {
             queue.take()?.discard()
             for b in closedBatches { b.remove() }
@@ -354,4 +361,19 @@ struct JobState: ~Copyable {
 private func withSender<R, E: Error>(_ v: ValidRow, _ block: borrowing RecordBlock, _ fallback: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
     if v.senderStart >= 0 { return try body(block.bytes.slice(v.senderStart, v.senderEnd)) }
     return try fallback.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
+}
+
+/// A message for one stderr line: line breaks and other controls written as escapes.
+func oneLine(_ text: String) -> String {
+    var out = ""
+    for u in text.unicodeScalars {
+        switch u {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where u.value < 0x20 || u.value == 0x7F: out += String(format: "\\x%02x", u.value)
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out
 }

@@ -124,6 +124,7 @@ final class Sender: Sendable {
             // A request of an earlier run that was never answered: ask the provider first.
             for request in inDoubt where request.batch == batch {
                 try await resolve(request, rows: rows, into: &settled)
+                if Shutdown.requested { outcome.interrupted = true; return outcome }
             }
             inDoubt.removeAll { $0.batch == batch }
             var results = [RowResult?](repeating: nil, count: rows.count)
@@ -162,6 +163,7 @@ final class Sender: Sendable {
             return
         }
         guard let found = await lookUp(members.map(custom)) else {
+            if Shutdown.requested { return }  // stays in doubt; the next run asks again
             throw SendError.unreachable("cannot confirm which rows of an unanswered request the provider accepted")
         }
         var outcomes: [Ledger.RowOutcome] = []
@@ -358,9 +360,11 @@ final class Sender: Sendable {
         return bad
     }
 
-    /// Finds which customs the provider has accepted: custom → message id. Looks up the
-    /// first, then its whole group (a request is accepted as one group), then one by one
-    /// what is still unknown. nil when the provider cannot be asked.
+    /// Finds which customs the provider has accepted: custom → message id. A request is
+    /// accepted or refused as one group, so two lookups settle it: the first row (and then
+    /// its whole group, by `group_id`) and, when the first is unknown, the last row. Only if
+    /// those disagree is every row asked for one by one. nil when the provider cannot be
+    /// asked, or a signal asks to stop: the rows stay in doubt for the next run.
     private func lookUp(_ customs: [String]) async -> [String: String]? {
         var found: [String: String] = [:]
         guard let first = await status(["cid": customs[0]]) else { return nil }
@@ -370,6 +374,9 @@ final class Sender: Sendable {
                 guard let members = await status(["group_id": group]) else { return nil }
                 for m in members { found[m.custom] = m.id }
             }
+        } else if customs.count > 1 {
+            guard let last = await status(["cid": customs[customs.count - 1]]) else { return nil }
+            if !last.contains(where: { $0.custom == customs[customs.count - 1] }) { return [:] }
         }
         for c in customs.dropFirst() where found[c] == nil {
             guard let hits = await status(["cid": c]) else { return nil }
@@ -387,6 +394,7 @@ final class Sender: Sendable {
         var lastPage = 1
         var failures = 0
         while page <= lastPage {
+            if Shutdown.requested { return nil }
             await limiter.acquire()
             let query = selector.map { ($0.key, $0.value) } + [("page", String(page))]
             guard case .success(let reply) = await client.get("sms/status", query: query), (200..<300).contains(reply.status),

@@ -14,7 +14,9 @@ struct BatchPlanner {
     private let channelCap: Int
     private let voiceCap: Int
     private let batchSize: Int
-    private let interval: Int64
+    let interval: Int64
+    /// `interval` had to be longer than configured (see init).
+    let intervalStretched: Bool
     private let startsAtOnce: Bool
     /// Time of batch 1 when it is scheduled; batch k goes at t0 + (k-1) * interval.
     let t0: Int64
@@ -31,7 +33,12 @@ struct BatchPlanner {
         channelCap = caps.channel
         voiceCap = caps.voice
         batchSize = config.split.batchSize
-        interval = Int64(config.split.interval)
+        // A batch must be submitted before the next one is due (SPEC §6: every time still
+        // more than 5 minutes ahead when submitted); at a low request rate that can take
+        // longer than `interval`, which is then stretched to whole minutes that cover it.
+        let submit = BatchPlanner.submitSeconds(config)
+        interval = max(Int64(config.split.interval), (submit + 59) / 60 * 60)
+        intervalStretched = interval > Int64(config.split.interval)
         switch config.split.start {
         case .now:
             startsAtOnce = true
@@ -42,15 +49,19 @@ struct BatchPlanner {
         }
     }
 
-    /// Seconds between the job's start and t0 when the first batch goes at once: the time to
-    /// submit one batch at the configured rate plus a minute, rounded up to a whole minute,
-    /// so each later batch is still more than 5 minutes ahead (interval ≥ 5 min) when it is
-    /// submitted.
-    static func headroom(_ c: PipelineConfig) -> Int64 {
+    /// Seconds to submit one full batch at `requests_per_minute` (0 when there is no limit).
+    static func submitSeconds(_ c: PipelineConfig) -> Int64 {
+        guard c.send.requestsPerMinute > 0 else { return 0 }
         let requests = (c.split.batchSize + c.send.nodesPerRequest - 1) / c.send.nodesPerRequest
-        let rate = max(c.send.requestsPerMinute, 1)  // 0 = no limit: count it as the fastest allowed
-        let seconds = Int64((requests * 60 + rate - 1) / rate) + 60
-        return (seconds + 59) / 60 * 60
+        return Int64((requests * 60 + c.send.requestsPerMinute - 1) / c.send.requestsPerMinute)
+    }
+
+    /// Seconds between the job's start and t0 when the first batch goes at once: the time to
+    /// submit the first batch, plus 6 minutes, rounded up to a whole minute. Batch k is then
+    /// submitted by start + k·submit and due at t0 + (k-1)·interval with interval ≥ submit,
+    /// so it is always more than 5 minutes ahead when it goes out.
+    static func headroom(_ c: PipelineConfig) -> Int64 {
+        (submitSeconds(c) + 360 + 59) / 60 * 60
     }
 
     func time(ofBatch number: Int) -> Int64? {
