@@ -262,3 +262,18 @@ struct ArchiveEndTests {
         #expect(out.summary.rows > 0)
     }
 }
+
+@Test("rejects of an archive entry with another header are placed under the first header's columns")
+func rejectsAcrossHeaders() async throws {
+    let dir = TempDir()
+    let path = dir.file("two.zip")
+    writeArchive(path, format: .zip, entries: [
+        ("a.csv", Array("recipient,sender,message,ref\n9876543210,MOBTXT,Hi,a1\n9876543211,MOBTXT,Hi,a2\n9876543212,MOBTXT,Hi,a3\n".utf8)),
+        ("b.csv", Array("ref,message,sender,mobile,extra\nb1,Hello,MOBTXT,5876500000,xx\nb2,Hi,MOBTXT,9876543213,yy\nb3,Hi,MOBTXT,9876543214,zz\n".utf8)),
+    ])
+    let out = try await runJob(path, in: dir)
+    let rejects = out.rejects
+    #expect(rejects.header == ["row", "reason", "detail", "recipient", "sender", "message", "ref"])
+    #expect(rejects.rows.count == 1)
+    #expect(Array(rejects.rows[0].dropFirst(3)) == ["5876500000", "MOBTXT", "Hello", "b1"])
+}

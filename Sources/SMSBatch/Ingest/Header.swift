@@ -62,6 +62,17 @@ struct ColumnMap: Equatable {
 
     init() {}
 
+    /// Where each column of header `first` is in header `names`: the same name (compared as
+    /// SPEC §4 compares them), else the column of the same role; -1 when it has none.
+    static func placement(of names: [[UInt8]], _ columns: ColumnMap, under first: [[UInt8]], _ firstColumns: ColumnMap) -> [Int] {
+        let keys = names.map(canonical)
+        return first.enumerated().map { j, name in
+            if let i = keys.firstIndex(of: canonical(name)) { return i }
+            for role in ColumnRole.allCases where firstColumns[role] == j { return columns[role] ?? -1 }
+            return -1
+        }
+    }
+
     static func canonical(_ name: [UInt8]) -> String {
         var out: [UInt8] = []
         for c in name where c != 0x20 && c != 0x5F && c != 0x2D && c != 0x09 {

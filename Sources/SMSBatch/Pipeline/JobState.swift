@@ -16,6 +16,10 @@ struct JobState: ~Copyable {
     private var validator: RowValidator?
     /// The first entry's header, for the columns of rejects.csv.
     private var firstHeader: [[UInt8]]?
+    private var firstColumns = ColumnMap()
+    /// For an archive entry whose header differs from the first: for each column of
+    /// rejects.csv, the column of this entry that holds it (-1: none). nil = same header.
+    private var rejectColumns: [Int]?
     private var dedupe = DedupeIndex()
     private var planner: BatchPlanner
     private var rejects: OutputFile?
@@ -204,7 +208,13 @@ struct JobState: ~Copyable {
         }
         if firstHeader == nil {
             firstHeader = names
+            firstColumns = columns
             writeRejectsHeader(names)
+            rejectColumns = nil
+        } else if let first = firstHeader, first != names {
+            rejectColumns = ColumnMap.placement(of: names, columns, under: first, firstColumns)
+        } else {
+            rejectColumns = nil
         }
         validator = RowValidator(columns: columns, config: config, productOverride: options.product, now: now, optOut: optOut)
     }
@@ -233,9 +243,17 @@ struct JobState: ~Copyable {
         rejects!.field(reason.code)
         rejects!.comma()
         rejects!.field(detail)
-        for i in 0..<r.fieldCount {
-            rejects!.comma()
-            rejects!.field(block.field(r, i))
+        if let map = rejectColumns {
+            // Another entry's header: its fields under the first entry's columns.
+            for i in map {
+                rejects!.comma()
+                if i >= 0 && i < r.fieldCount { rejects!.field(block.field(r, i)) }
+            }
+        } else {
+            for i in 0..<r.fieldCount {
+                rejects!.comma()
+                rejects!.field(block.field(r, i))
+            }
         }
         try rejects!.endRow()
     }
