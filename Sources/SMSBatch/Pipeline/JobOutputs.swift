@@ -39,9 +39,14 @@ final class JobOutputs {
         "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at\n"
 
     static func makeDirectory(_ path: String) throws(ReportError) {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw ReportError(path: path, errno: (error as NSError).code == NSFileWriteNoPermissionError ? EACCES : EIO)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw ReportError(path: path, errno: ENOTDIR)
         }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try makeDirectory(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw ReportError(path: path, errno: errno) }
     }
 
     /// Writes summary.json last and moves a staged folder into place. Returns the folder.

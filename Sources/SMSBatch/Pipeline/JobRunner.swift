@@ -107,6 +107,9 @@ public final class JobRunner {
         do { optOut = try OptOutList.load(path: path, config: config) } catch {
             throw .configuredFile(error.description, isConfigError: error.isConfigError)
         }
+        if optOut?.isEmpty == true {
+            progress.warn("\(path): warning: validate.optout_list holds no valid number: nobody is opted out")
+        }
     }
 
     var now: Int64 { options.now ?? Int64(Date().timeIntervalSince1970) }
