@@ -80,7 +80,7 @@ public final class Ledger: @unchecked Sendable {
     ///   is not a database, or its schema comes from a newer smsbatch.
     public init(path: String) throws(LedgerError) {
         self.path = path
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = parentDirectory(of: path)
         if !folder.isEmpty && path != ":memory:" {
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

@@ -38,15 +38,18 @@ final class JobOutputs {
     static let batchHeader: StaticString =
         "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at\n"
 
+    /// `mkdir -p`, with the real reason when it fails (a file in the way: "Not a directory").
     static func makeDirectory(_ path: String) throws(ReportError) {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-            if isDirectory.boolValue { return }
-            throw ReportError(path: path, errno: ENOTDIR)
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + part
+            if mkdir(prefix, 0o755) == 0 || errno == EEXIST {
+                var st = stat()
+                if stat(prefix, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw ReportError(path: prefix, errno: ENOTDIR) }
+                continue
+            }
+            throw ReportError(path: prefix, errno: errno)
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty && parent != path { try makeDirectory(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw ReportError(path: path, errno: errno) }
     }
 
     /// Writes summary.json last and moves a staged folder into place. Returns the folder.

@@ -20,14 +20,16 @@ final class FileLock: @unchecked Sendable {
     static func exclusive(_ path: String) async -> FileLock? {
         while true {
             if let lock = exclusive(path, wait: false) { return lock }
-            if !FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent) { return nil }
+            let folder = parentDirectory(of: path)
+            if !folder.isEmpty && !FileManager.default.fileExists(atPath: folder) { return nil }
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
     }
 
     /// Takes the lock; with `wait: false`, nil when another process holds it.
     static func exclusive(_ path: String, wait: Bool) -> FileLock? {
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let folder = parentDirectory(of: path)
+        if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { return nil }
         while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
@@ -37,4 +39,12 @@ final class FileLock: @unchecked Sendable {
         }
         return FileLock(fd: fd)
     }
+}
+
+/// The folder part of a path ("" for a bare name), without NSString's
+/// `deletingLastPathComponent`, which traps on some one-character relative paths on Linux.
+func parentDirectory(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "" }
+    if slash == path.startIndex { return "/" }
+    return String(path[..<slash])
 }
