@@ -32,8 +32,12 @@ final class CSVReader {
     private var delimiter: UInt8 = 0x2C
     /// After a quoting error: input is skipped up to and including the next line feed.
     private var skippingToLineEnd = false
-    /// The start of the current line when it began in an earlier chunk.
+    /// The start of the current line when it began in an earlier chunk, while it is at most
+    /// `maxKeptLine` long (a line longer than that is no row that needs replaying; a file
+    /// with bare-CR line ends is one long "line").
     private var partialLine = ByteBuffer(capacity: 1 << 12)
+    private var partialLineDropped = false
+    private static let maxKeptLine = 1 << 20
     /// The lines of a record whose quoted field runs over line ends, while it does.
     private var openQuote = ByteBuffer(capacity: 1 << 12)
     private var inOpenQuote = false
@@ -90,7 +94,8 @@ final class CSVReader {
                 if lf != nil { skippingToLineEnd = false }
                 continue
             }
-            if lf != nil && partialLine.count == 0 && !inOpenQuote && parser.pstate == CSVReader.rowNotBegun && isBlankLine(line) {
+            if lf != nil && partialLine.count == 0 && !partialLineDropped && !inOpenQuote
+                && parser.pstate == CSVReader.rowNotBegun && isBlankLine(line) {
                 state.pointee.nextRow += 1  // a spreadsheet shows the empty row
                 continue
             }
@@ -106,20 +111,29 @@ final class CSVReader {
                 continue
             }
             guard lf != nil else {
-                partialLine.append(line)
+                if partialLine.count + line.count <= CSVReader.maxKeptLine && !partialLineDropped {
+                    partialLine.append(line)
+                } else {
+                    partialLine.removeAll()
+                    partialLineDropped = true
+                }
                 continue
             }
+            defer { partialLineDropped = false }
             if parser.pstate == CSVReader.fieldBegun && parser.quoted != 0 {
-                // The line feed was inside a quoted field: the record goes on.
-                if !inOpenQuote {
+                // The line feed was inside a quoted field: the record goes on. (Its first
+                // line must be whole to be replayed; a dropped one leaves it untracked.)
+                if !inOpenQuote && !partialLineDropped {
                     inOpenQuote = true
                     openQuoteLines = 0
                     openQuote.removeAll()
                     openQuote.append(partialLine.bytes)
                     openQuote.append(line)
                 }
-                openQuoteLines += 1
-                if openQuoteLines > CSVReader.maxQuotedLines { reparseOpenQuote() }
+                if inOpenQuote {
+                    openQuoteLines += 1
+                    if openQuoteLines > CSVReader.maxQuotedLines { reparseOpenQuote() }
+                }
             } else if inOpenQuote {
                 inOpenQuote = false
                 openQuote.removeAll()
