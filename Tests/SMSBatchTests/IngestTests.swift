@@ -81,6 +81,15 @@ struct IngestTests {
         #expect(out.batchFiles.isEmpty)
     }
 
+    @Test("an empty .gz or .xz is no_rows, like an empty file", arguments: [ArchiveFilter.gzip, .xz])
+    func emptyCompressed(filter: ArchiveFilter) async throws {
+        let dir = TempDir()
+        let path = dir.file("empty.csv.z")
+        writeArchive(path, format: .raw, filter: filter, entries: [("data", [])])
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.rejectReason == .noRows)
+    }
+
     @Test("an empty file and a header-only file are no_rows", arguments: ["", "recipient,sender,message\n"])
     func noRows(text: String) async throws {
         let dir = TempDir()

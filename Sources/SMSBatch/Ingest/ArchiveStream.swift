@@ -17,6 +17,8 @@ final class ArchiveStream {
     private(set) var expandedBytes: Int64 = 0
     /// Entries read so far, of every kind.
     private(set) var entryCount = 0
+    /// The input decompressed to no bytes at all: one empty entry.
+    private var emptyStream = false
 
     struct Entry {
         let name: String
@@ -45,13 +47,28 @@ final class ArchiveStream {
             out?.pointee = UnsafeRawPointer(file.buffer)
             return n
         }, nil)
-        if status != ARCHIVE_OK { throw error() }
+        if status != ARCHIVE_OK {
+            if isEmptyCompressedStream { emptyStream = true; return }
+            throw error()
+        }
+    }
+
+    /// A recognised compression and then no format: the raw format takes any byte, so the
+    /// stream inside is empty (an empty .gz). libarchive says so with EILSEQ; it is an empty
+    /// file (`no_rows`), not damage.
+    private var isEmptyCompressedStream: Bool {
+        archive_filter_count(archive) > 1 && archive_errno(archive) == 84  // EILSEQ
     }
 
     /// The next entry, or nil at the end of the archive.
     func nextEntry() throws(ArchiveError) -> Entry? {
         if !opened { try open() }
         var entry: OpaquePointer?
+        if emptyStream {
+            if entryCount > 0 { return nil }
+            entryCount = 1
+            return Entry(name: "data", isRegularFile: true, isRaw: true)
+        }
         let status = archive_read_next_header(archive, &entry)
         if status == ARCHIVE_EOF { return nil }
         if status < ARCHIVE_WARN { throw error() }
@@ -65,6 +82,7 @@ final class ArchiveStream {
     /// The next block of the current entry's decompressed bytes, as libarchive produced it
     /// (no copy); nil at the entry's end. Valid until the next call.
     func nextBlock() throws(ArchiveError) -> UnsafeRawBufferPointer? {
+        if emptyStream { return nil }
         var buf: UnsafeRawPointer?
         var size = 0
         var offset: Int64 = 0
