@@ -50,6 +50,10 @@ struct CLITests {
         let r = try smsbatch(["run", "--dry-run", "--now", "2026-11-26T04:30:00Z", "--out", "o", "a.csv"], cwd: dir.path)
         #expect(r.status == 0)
         #expect(r.stdout.contains("batch 1"))
+        // The plan shows the estimated send time; progress goes to stderr in plain lines.
+        #expect(r.stdout.contains("to send at 600 requests/min"))
+        #expect(r.stderr.contains("a.csv: reading"))
+        #expect(!r.stdout.contains("a.csv: reading"))
         #expect(FileManager.default.fileExists(atPath: dir.file("o/batches/batch-0001.csv")))
         let j = try smsbatch(["run", "--dry-run", "--json", "--out", "o2", "a.csv"], cwd: dir.path)
         #expect(j.status == 0)

@@ -142,17 +142,11 @@ public final class JobRunner {
                 decision?.release()
                 progress.warn("\(path): resuming job \(previous.id)")
                 return try await runJob(path: path, plan: JobPlan(id: previous.id, sha: sha, clock: previous.clock, dir: dir,
-                                                                  ledger: ledger, resumed: true, lock: lock))
+                                                                  ledger: ledger, lock: lock))
             default: break
             }
         }
-        var clock = now
-        var id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
-        // --force (or a rejected earlier attempt) in the same second: the id must stay unique.
-        while (try? ledger.job(id: id)) != nil {
-            clock += 1
-            id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
-        }
+        let (id, clock) = freshJobID(sha: sha, ledger: ledger)
         let dir = outDir ?? options.outDir ?? (outbox as NSString).appendingPathComponent(id)
         guard let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
             throw .busy("\(dir): another process is writing a job into this folder")
@@ -172,7 +166,6 @@ public final class JobRunner {
         var clock: Int64
         var dir: String?
         var ledger: Ledger?
-        var resumed = false
         /// Held while the job runs: a second process never works on the same job.
         var lock: FileLock? = nil
     }
@@ -190,15 +183,21 @@ public final class JobRunner {
         } catch { throw .ledger(error) }
     }
 
+    /// SPEC §7: `<UTC time yyyyMMdd'T'HHmmss'Z'>-<first 8 hex digits of the SHA-256>`.
+    static func jobID(clock: Int64, sha: String) -> String { "\(UTCTime.compact(clock))-\(sha.prefix(8))" }
+
+    /// A job id no job in the ledger has yet: --force (or an earlier rejected attempt) in the
+    /// same second moves the clock on a second.
+    private func freshJobID(sha: String, ledger: Ledger) -> (id: String, clock: Int64) {
+        var clock = now
+        while (try? ledger.job(id: JobRunner.jobID(clock: clock, sha: sha))) != nil { clock += 1 }
+        return (JobRunner.jobID(clock: clock, sha: sha), clock)
+    }
+
     /// SPEC §10: content already sent by a completed job is not sent again; the repeat is
     /// recorded and its summary says which job it repeats.
     private func recordRepeat(of previous: JobRecord, path: String, sha: String, outDir: String?, ledger: Ledger) throws(RunError) -> JobResult {
-        var clock = now
-        var id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
-        while (try? ledger.job(id: id)) != nil {
-            clock += 1
-            id = "\(UTCTime.compact(clock))-\(sha.prefix(8))"
-        }
+        let (id, clock) = freshJobID(sha: sha, ledger: ledger)
         // Never over the first job's own folder (a repeat run with the same --out).
         let asked = outDir ?? options.outDir
         let dir = asked.flatMap { $0 == previous.outputDir ? nil : $0 } ?? (outbox as NSString).appendingPathComponent(id)
@@ -255,7 +254,7 @@ public final class JobRunner {
             }
             let sha = plan.sha ?? file.finishDigest()
             job.summary.sha256 = sha
-            job.summary.job = plan.id ?? "\(UTCTime.compact(started))-\(sha.prefix(8))"
+            job.summary.job = plan.id ?? JobRunner.jobID(clock: started, sha: sha)
             try job.finish()
         } catch {
             outputs.abandon()

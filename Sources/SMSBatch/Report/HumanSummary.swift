@@ -2,11 +2,6 @@ import Foundation
 
 /// The summary a person reads on stdout: counts per reason, the plan, where the outputs are.
 public enum HumanSummary {
-    /// The whole summary: the plan, then the outcome.
-    public static func render(_ s: JobSummary, config: PipelineConfig) -> String {
-        plan(s, config: config) + "\n" + outcome(s)
-    }
-
     /// What was found and what will be sent when: shown before sending starts (SPEC §7).
     public static func plan(_ s: JobSummary, config: PipelineConfig) -> String {
         var lines: [String] = []

@@ -58,13 +58,6 @@ struct ByteBuffer: ~Copyable {
 
     mutating func truncate(to n: Int) { count = min(count, n) }
 
-    /// Drops the first `n` bytes, moving the rest to the front.
-    mutating func removeFirst(_ n: Int) {
-        precondition(n <= count)
-        if n < count { base.update(from: base + n, count: count - n) }
-        count -= n
-    }
-
     var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base, count: count) }
 
     func slice(_ start: Int, _ end: Int) -> UnsafeBufferPointer<UInt8> {

@@ -1,6 +1,6 @@
 /// Why a row was rejected (SPEC §5). The declaration order is the table's order: a row that
 /// breaks several rules is reported with the first reason in this order.
-public enum ReasonCode: UInt8, CaseIterable, Sendable, Comparable {
+public enum ReasonCode: UInt8, CaseIterable, Sendable {
     case wrongFieldCount
     case invalidUTF8
     case missingRecipient
@@ -35,8 +35,6 @@ public enum ReasonCode: UInt8, CaseIterable, Sendable, Comparable {
         case .optedOut: "opted_out"
         }
     }
-
-    public static func < (a: ReasonCode, b: ReasonCode) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// Why a whole file was rejected (SPEC §5, file-level rejection).
