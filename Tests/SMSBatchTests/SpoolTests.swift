@@ -274,3 +274,32 @@ struct SpoolTests {
         #expect(jobs.contains { $0.repeatOf != nil })
     }
 }
+
+@Suite("Spool: where files go")
+struct SpoolFilingTests {
+    @Test("three failed files of one name each keep their own reason: append.csv, append.csv.1, append.csv.2")
+    func failedReasons() async throws {
+        let dir = TempDir()
+        var config = PipelineConfig()
+        config.watch.root = dir.file("spool")
+        var options = RunOptions()
+        options.dryRun = true
+        options.now = testNow
+        let contents = ["", "name,city\nAsha,Pune\n", recipientCSV(["12,MOBTXT,Hi,T", "34,MOBTXT,Hi,T"])]
+        for text in contents {
+            dir.write("spool/inbox/append.csv", text)
+            let runner = try SpoolRunner(config: config, options: options, progress: Progress(quiet: true))
+            #expect(try await runner.drain() == 65)
+        }
+        #expect(files(dir.file("spool/failed")) == ["append.csv", "append.csv.1", "append.csv.1.reason.json",
+                                                    "append.csv.2", "append.csv.2.reason.json", "append.csv.reason.json"])
+        func reason(_ name: String) -> String? {
+            let data = FileManager.default.contents(atPath: dir.file("spool/failed/\(name).reason.json")) ?? Data()
+            return ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["reject_reason"] as? String
+        }
+        #expect(reason("append.csv") == "no_rows")
+        #expect(reason("append.csv.1") == "missing_column")
+        #expect(reason("append.csv.2") == "too_many_invalid")
+        #expect(try String(contentsOfFile: dir.file("spool/failed/append.csv.1"), encoding: .utf8) == contents[1])
+    }
+}

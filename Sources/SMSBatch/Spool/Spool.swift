@@ -129,25 +129,31 @@ public final class Spool: Sendable {
         return names.filter { !$0.hasPrefix(".") }.sorted()
     }
 
-    /// Moves a processed file to done/ or, with the reason beside it, to failed/.
-    func finish(_ processingPath: String, failedReason: JSONValue?) {
+    /// Moves a processed file to done/ or, with the reason beside it, to failed/, and
+    /// returns where it went. Each file in failed/ has its own `<name>.reason.json`: a
+    /// second `x.csv` becomes `x.csv.1` beside `x.csv.1.reason.json`.
+    @discardableResult
+    func finish(_ processingPath: String, failedReason: JSONValue?) -> String {
         let name = (processingPath as NSString).lastPathComponent
-        if let failedReason {
-            let reasonPath = path("failed", name + ".reason.json")
-            let tmp = path("failed", "." + name + ".reason.json.tmp")
-            FileManager.default.createFile(atPath: tmp, contents: Data((failedReason.rendered(indent: 2) + "\n").utf8))
-            rename(tmp, reasonPath)
-            rename(processingPath, uniqueTarget("failed", name))
-        } else {
-            rename(processingPath, uniqueTarget("done", name))
+        guard let failedReason else {
+            let target = uniqueTarget("done", name)
+            rename(processingPath, target)
+            return target
         }
+        let target = uniqueTarget("failed", name)
+        let finalName = (target as NSString).lastPathComponent
+        let tmp = path("failed", "." + finalName + ".reason.json.tmp")
+        FileManager.default.createFile(atPath: tmp, contents: Data((failedReason.rendered(indent: 2) + "\n").utf8))
+        rename(tmp, target + ".reason.json")
+        rename(processingPath, target)
+        return target
     }
 
     /// done/ and failed/ keep every file: a second `x.csv` becomes `x.csv.1`.
     private func uniqueTarget(_ dir: String, _ name: String) -> String {
         var candidate = path(dir, name)
         var n = 1
-        while FileManager.default.fileExists(atPath: candidate) {
+        while FileManager.default.fileExists(atPath: candidate) || FileManager.default.fileExists(atPath: candidate + ".reason.json") {
             candidate = path(dir, "\(name).\(n)")
             n += 1
         }
