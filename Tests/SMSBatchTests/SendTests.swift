@@ -49,6 +49,26 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)
 }
 
+/// A send queue of `rows` (one batch, product T, at once) as the split stage writes it, in
+/// `dir/out`; `number` may replace a row's recipient.
+func writeQueue(rows: ClosedRange<Int>, in dir: TempDir, number: (Int) -> PhoneNumber? = { _ in nil }) throws -> JobOutputs {
+    let outputs = try JobOutputs(config: PipelineConfig(), outDir: dir.file("out"))
+    var queue = try SendQueueWriter(path: outputs.path(JobOutputs.queueName))
+    for row in rows {
+        let recipient = number(row) ?? PhoneNumber(919_876_543_200 + UInt64(row))
+        let sender = Array("MOBTXT".utf8), message = Array("Hello \(row)".utf8)
+        try sender.withUnsafeBufferPointer { s in
+            try message.withUnsafeBufferPointer { m in
+                try queue.append(row: row, batch: 1, product: Array("T".utf8), encoding: 1, segments: 1, recipient: recipient,
+                                 scheduledAt: 0, digest: MessageDigest(high: UInt64(row), low: 1), sender: s, message: m,
+                                 templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))
+            }
+        }
+    }
+    try queue.commit()
+    return outputs
+}
+
 @Suite("Send: to the sandbox over loopback HTTP")
 struct SendTests {
     @Test("every unique valid row is submitted once, with the provider's message id")
@@ -107,19 +127,7 @@ struct SendTests {
         let dir = TempDir()
         let provider = try TestProvider()
         // A queue as the split stage writes it, with two numbers the provider refuses.
-        let outputs = try JobOutputs(config: PipelineConfig(), outDir: dir.file("out"))
-        var queue = try SendQueueWriter(path: outputs.path(JobOutputs.queueName))
-        for row in 2...11 {
-            let number = row == 4 || row == 9 ? PhoneNumber(12345) : PhoneNumber(919_876_543_200 + UInt64(row))
-            let sender = Array("MOBTXT".utf8), message = Array("Hello \(row)".utf8)
-            try sender.withUnsafeBufferPointer { s in
-                try message.withUnsafeBufferPointer { m in
-                    try queue.append(row: row, batch: 1, product: Array("T".utf8), encoding: 1, segments: 1, recipient: number,
-                                     scheduledAt: 0, digest: MessageDigest(high: UInt64(row), low: 1), sender: s, message: m, templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))
-                }
-            }
-        }
-        try queue.commit()
+        let outputs = try writeQueue(rows: 2...11, in: dir) { $0 == 4 || $0 == 9 ? PhoneNumber(12345) : nil }
         let config = provider.config()
         let client = ProviderClient(endpoint: provider.server.endpoint, token: provider.token, auth: .header, timeout: 5, concurrency: 2)
         let sender = Sender(config: config.send, jobID: "job-422", client: client)
@@ -131,6 +139,27 @@ struct SendTests {
         #expect(failed.map { $0[0] } == ["4", "9"])
         #expect(failed.allSatisfy { $0[6] == "422" && !$0[8].isEmpty })
         #expect(provider.server.accepted.count == 8)
+    }
+
+    @Test("lookups (auth/me, sms/status) count against status_requests_per_minute, never against the send rate")
+    func lookupsHaveTheirOwnRate() async throws {
+        let dir = TempDir()
+        // Drops make the sender look rows up; sends and lookups together reach the sandbox.
+        let provider = try TestProvider { $0.dropRate = 0.5; $0.seed = 3 }
+        let outputs = try writeQueue(rows: 2...21, in: dir)
+        var config = provider.config().send
+        config.nodesPerRequest = 2
+        config.maxAttempts = 10
+        let client = ProviderClient(endpoint: provider.server.endpoint, token: provider.token, auth: .header, timeout: 5, concurrency: 2)
+        let sender = Sender(config: config, jobID: "job-rates", client: client)
+        try await sender.checkCredentials()
+        let outcome = try await sender.run(queue: try SendQueueReader(path: outputs.path(JobOutputs.queueName)), outputs: outputs)
+        #expect(outcome.submitted == 20)
+        let sends = await sender.limiter.granted, lookups = await sender.lookupLimiter.granted
+        #expect(sends >= 10)
+        #expect(lookups > 1, "auth/me and the lookups after drops")
+        #expect(sends + lookups == provider.server.arrivals.count)
+        #expect(provider.server.accepted.count == 20)
     }
 
     @Test("the token never appears in any output file or message")

@@ -74,7 +74,7 @@ public enum ConfigLoader {
         static let dedupe = ["window"]
         static let caps = ["quick", "bulk", "channel", "voice", "over_cap", "kind"]
         static let split = ["provider", "batch_size", "interval", "start", "max_ahead"]
-        static let send = ["endpoint", "token_env", "auth", "requests_per_minute", "nodes_per_request",
+        static let send = ["endpoint", "token_env", "auth", "requests_per_minute", "status_requests_per_minute", "nodes_per_request",
                            "concurrency", "max_attempts", "timeout"]
         static let watch = ["root", "settle"]
         static let state = ["path"]
@@ -293,7 +293,7 @@ public enum ConfigLoader {
 
     static func send(_ n: ConfigNode) throws(ConfigError) -> SendConfig {
         var c = SendConfig()
-        var rateNode: ConfigNode?
+        var rateNodes: [ConfigNode] = []
         try n.each(Keys.send) { key, v throws(ConfigError) in
             switch key {
             case "endpoint": c.endpoint = try endpoint(v)
@@ -308,9 +308,13 @@ public enum ConfigLoader {
                 }
                 c.tokenEnv = name
             case "auth": c.auth = try v.choice([AuthPlacement.header, .query])
+            // Any positive rate: the provider raises an account's limits on request.
             case "requests_per_minute":
-                c.requestsPerMinute = try v.int(in: 0...1000, "the platform's limit is 1000 a minute")
-                rateNode = v
+                c.requestsPerMinute = try v.int(in: 0...Self.maxRate, "a positive number of requests a minute")
+                rateNodes.append(v)
+            case "status_requests_per_minute":
+                c.statusRequestsPerMinute = try v.int(in: 0...Self.maxRate, "a positive number of requests a minute")
+                rateNodes.append(v)
             case "nodes_per_request": c.nodesPerRequest = try v.int(in: 1...5000)
             case "concurrency": c.concurrency = try v.int(in: 1...64)
             case "max_attempts": c.maxAttempts = try v.int(in: 1...20)
@@ -319,11 +323,15 @@ public enum ConfigLoader {
             }
         }
         // 0 = no client-side limit: only against the built-in sandbox (benchmarks).
-        if c.requestsPerMinute == 0 && c.endpoint != "sandbox", let rateNode {
-            throw rateNode.error(.outOfRange, "0 (no limit) is allowed only with endpoint: sandbox; the platform's limit is 1000 a minute")
+        if c.endpoint != "sandbox", let zero = rateNodes.first(where: { (try? $0.int()) == 0 }) {
+            throw zero.error(.outOfRange, "0 (no limit) is allowed only with endpoint: sandbox; "
+                + "give the rate the provider granted the account")
         }
         return c
     }
+
+    /// A million requests a minute: far above any account, low enough to keep arithmetic sane.
+    static let maxRate = 1_000_000
 
     /// `sandbox`, or an http(s) URL, kept with a trailing `/` so paths append to it.
     static func endpoint(_ v: ConfigNode) throws(ConfigError) -> String {

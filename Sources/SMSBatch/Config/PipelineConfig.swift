@@ -178,7 +178,12 @@ public struct SendConfig: Sendable, Equatable {
     public var endpoint = "sandbox"
     public var tokenEnv = "SMSBATCH_TOKEN"
     public var auth: AuthPlacement = .header
+    /// Sends (POST) a minute; any positive number: the account's limit is whatever the
+    /// provider granted it. 0 = no limit (built-in sandbox only).
     public var requestsPerMinute = 600
+    /// Lookups (GET `auth/me`, `sms/status`, `finance/balance`) a minute: the platform's
+    /// published GET limit, raised per account on request. Shares nothing with sends.
+    public var statusRequestsPerMinute = 1000
     public var nodesPerRequest = 500
     public var concurrency = 4
     public var maxAttempts = 5

@@ -314,8 +314,11 @@ public final class JobRunner {
         let sandboxToken = token ?? "sandbox"
         if sandbox == nil {
             var options = SandboxOptions(token: sandboxToken)
-            // requests_per_minute: 0 takes every limit off (benchmarks); else the provider's 1000.
-            if config.send.requestsPerMinute == 0 { options.rateLimit = 0 }
+            // A rate of 0 takes every limit off (benchmarks); else the simulated account allows
+            // what the configuration asks for, and at least the platform's published 1000.
+            let send = config.send
+            options.rateLimit = send.requestsPerMinute == 0 || send.statusRequestsPerMinute == 0
+                ? 0 : max(1000, send.requestsPerMinute + send.statusRequestsPerMinute)
             let server = SandboxServer(options: options)
             do { _ = try server.start() } catch { throw .unreachable("cannot start the built-in sandbox: \(error)") }
             sandbox = server

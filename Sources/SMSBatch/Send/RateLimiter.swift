@@ -10,6 +10,8 @@ actor RateLimiter {
     private var head = 0
     private var last = -Double.infinity
     private var pausedUntil = 0.0
+    /// Requests let through so far.
+    private(set) var granted = 0
 
     /// `perMinute` 0 turns the limiter off (benchmarks against the in-process sandbox).
     init(perMinute: Int) {
@@ -21,6 +23,7 @@ actor RateLimiter {
 
     /// Waits until one more request may start, and counts it.
     func acquire() async {
+        granted += 1
         guard perMinute > 0 else { return }
         while true {
             let now = RateLimiter.clock()

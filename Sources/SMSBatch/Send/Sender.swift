@@ -56,7 +56,11 @@ final class Sender: Sendable {
     let config: SendConfig
     let jobID: String
     let client: ProviderClient
+    /// Sends (POST `sms/send/json`), within `requests_per_minute`.
     let limiter: RateLimiter
+    /// Lookups (GET `auth/me`, `sms/status`), within `status_requests_per_minute`: the
+    /// platform counts GETs apart from sends.
+    let lookupLimiter: RateLimiter
     /// Where every request is recorded as intent before it goes out and as an answer after
     /// (SPEC §10); nil for tests of the sender alone.
     let ledger: Ledger?
@@ -71,6 +75,7 @@ final class Sender: Sendable {
         self.ledger = ledger
         self.clock = clock
         limiter = RateLimiter(perMinute: config.requestsPerMinute)
+        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute)
     }
 
     /// Checks the token before anything is sent.
@@ -79,13 +84,13 @@ final class Sender: Sendable {
     func checkCredentials() async throws(SendError) {
         var last = ""
         for attempt in 1...config.maxAttempts {
-            await limiter.acquire()
+            await lookupLimiter.acquire()
             switch await client.get("auth/me") {
             case .success(let reply):
                 if reply.status == 401 || reply.status == 403 {
                     throw .credentialsRefused("auth/me answered \(reply.status) \(reply.errorCodeAndMessage.1)")
                 }
-                if reply.status == 429 { await limiter.pause(for: reply.retryAfter ?? 1); continue }
+                if reply.status == 429 { await lookupLimiter.pause(for: reply.retryAfter ?? 1); continue }
                 if (200..<300).contains(reply.status) {
                     guard reply.json != nil else { throw .credentialsRefused("auth/me did not answer JSON (a login page?)") }
                     return
@@ -395,7 +400,7 @@ final class Sender: Sendable {
         var failures = 0
         while page <= lastPage {
             if Shutdown.requested { return nil }
-            await limiter.acquire()
+            await lookupLimiter.acquire()
             let query = selector.map { ($0.key, $0.value) } + [("page", String(page))]
             guard case .success(let reply) = await client.get("sms/status", query: query), (200..<300).contains(reply.status),
                   let json = reply.json
