@@ -25,11 +25,11 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try common.loadConfig()
-        let options = job.runOptions(now: try common.parsedNow())
+        let options = job.runOptions(now: common.parsedNow)
         if !options.dryRun { Shutdown.install() }
         let runner = JobRunner(config: config, options: options, progress: Progress())
         // The plan goes out before sending starts; the outcome when the job ends.
-        if !json { runner.onPlan = { print(HumanSummary.plan($0, config: config)) } }
+        if !json { runner.onPlan = { say(HumanSummary.plan($0, config: config)) } }
         do { try runner.prepare() } catch {
             printError(error.description)
             throw ExitCode(error.exitCode)
@@ -41,10 +41,10 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 let result = try await runner.run(path: file, outDir: outDir)
                 if json {
-                    print(result.summary.json.rendered(indent: 2))
+                    say(result.summary.json.rendered(indent: 2))
                 } else {
-                    if result.summary.repeatOf != nil { print("job \(result.summary.job)  \(file)") }
-                    print(HumanSummary.outcome(result.summary))
+                    if result.summary.repeatOf != nil { say("job \(result.summary.job)  \(file)") }
+                    say(HumanSummary.outcome(result.summary))
                 }
                 worst = max(worst, result.exitCode)
             } catch {

@@ -18,6 +18,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Pretend the current time is this ISO 8601 time (reproducible runs).")
     var now: String?
 
+    func validate() throws {
+        if let now, parseISO8601(now) == nil {
+            throw ValidationError("--now: '\(now)' is not an ISO 8601 time like 2026-11-26T10:00:00Z")
+        }
+    }
+
     /// Loads the configuration or exits 78 naming the key.
     func loadConfig() throws -> PipelineConfig {
         do { return try ConfigLoader.load(path: config) } catch {
@@ -26,15 +32,17 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
-    func parsedNow() throws -> Int64? {
-        guard let now else { return nil }
-        guard let t = parseISO8601(now) else {
-            throw ValidationError("--now: '\(now)' is not an ISO 8601 time like 2026-11-26T10:00:00Z")
-        }
-        return t
-    }
+    /// `--now` as UTC seconds (checked by `validate()`).
+    var parsedNow: Int64? { now.flatMap(parseISO8601) }
 }
 
 func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Prints a result on stdout at once: stdout is block-buffered into a pipe or file, and a
+/// plan must come out before the progress and warnings that follow it on stderr.
+func say(_ text: String) {
+    print(text)
+    fflush(nil)  // every output stream: `stdout` itself is not concurrency-safe in Swift 6
 }

@@ -35,7 +35,7 @@ struct JobOptions: ParsableArguments {
 func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) async throws -> Int32) async throws {
     let config = try common.loadConfig()
     do {
-        let runner = try SpoolRunner(config: config, options: job.runOptions(now: try common.parsedNow()), progress: Progress())
+        let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: Progress())
         let code = try await body(runner)
         if code != 0 { throw ExitCode(code) }
     } catch let e as SpoolError {
@@ -65,6 +65,13 @@ struct WatchCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var job: JobOptions
 
+    func validate() throws {
+        // A daemon with --force would send again every repeat anyone drops, for as long as it runs.
+        if job.force {
+            throw ValidationError("--force is refused for watch: it would resend every repeated file dropped while it runs; use 'smsbatch run --force FILE' for the one file")
+        }
+    }
+
     func run() async throws { try await runSpool(common, job) { try await $0.watch() } }
 }
 
@@ -83,12 +90,12 @@ struct JobsCommand: AsyncParsableCommand {
             let ledger = try Ledger(path: config.statePath)
             if let job {
                 guard let record = try ledger.job(id: job) else {
-                    printError("error: no job \(job) in \(config.statePath)")
+                    printError("\(config.statePath): error: no job \(job) in this ledger; 'smsbatch jobs' lists them")
                     throw ExitCode(66)
                 }
-                print(JobListing.detail(record))
+                say(JobListing.detail(record))
             } else {
-                print(JobListing.table(try ledger.jobs()))
+                say(JobListing.table(try ledger.jobs()))
             }
         } catch let e as LedgerError {
             printError(e.description)

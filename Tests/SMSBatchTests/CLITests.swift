@@ -14,8 +14,9 @@ struct ProcessResult {
     let stderr: String
 }
 
-/// Runs the binary with `args` in `cwd` and waits for it.
-func smsbatch(_ args: [String], cwd: String, env extra: [String: String] = [:]) throws -> ProcessResult {
+/// Runs the binary with `args` in `cwd` and waits for it. `combined`: stdout and stderr go
+/// to one file (as in a terminal or `2>&1`), returned as `stdout`, so their order shows.
+func smsbatch(_ args: [String], cwd: String, env extra: [String: String] = [:], combined: Bool = false) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: smsbatchBinary)
     p.arguments = args
@@ -30,8 +31,9 @@ func smsbatch(_ args: [String], cwd: String, env extra: [String: String] = [:]) 
     FileManager.default.createFile(atPath: outPath, contents: nil)
     FileManager.default.createFile(atPath: errPath, contents: nil)
     defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
-    p.standardOutput = FileHandle(forWritingAtPath: outPath)
-    p.standardError = FileHandle(forWritingAtPath: errPath)
+    let out = FileHandle(forWritingAtPath: outPath)
+    p.standardOutput = out
+    p.standardError = combined ? out : FileHandle(forWritingAtPath: errPath)
     try p.run()
     p.waitUntilExit()
     let outData = FileManager.default.contents(atPath: outPath) ?? Data()
@@ -81,6 +83,37 @@ struct CLITests {
         let dir = TempDir()
         dir.write("a.csv", good)
         #expect(try smsbatch(args, cwd: dir.path).status == 64)
+    }
+
+    @Test("a bad --now is a usage error of the subcommand, not the top-level usage")
+    func badNow() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        let r = try smsbatch(["run", "--now", "tomorrow", "a.csv"], cwd: dir.path)
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--now: 'tomorrow' is not an ISO 8601 time"))
+        #expect(r.stderr.contains("Usage: smsbatch run"))
+    }
+
+    @Test("watch --force is refused: a daemon would resend every repeat dropped while it runs")
+    func watchForce() throws {
+        let dir = TempDir()
+        let r = try smsbatch(["watch", "--force"], cwd: dir.path)
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--force is refused for watch"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("spool")))
+    }
+
+    @Test("the plan on stdout comes before the last line on stderr, even into a file")
+    func planBeforeProgress() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        let r = try smsbatch(["run", "--dry-run", "--out", "o", "a.csv"], cwd: dir.path, combined: true)
+        #expect(r.status == 0)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let plan = try #require(lines.firstIndex { $0.hasPrefix("job ") })
+        let finished = try #require(lines.firstIndex { $0.hasPrefix("a.csv: completed") })
+        #expect(plan < finished, "\(r.stdout)")
     }
 
     @Test("a rejected file exits 65 with the reason in summary.json")

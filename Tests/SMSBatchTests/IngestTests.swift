@@ -79,6 +79,21 @@ struct IngestTests {
         #expect(out.summary.rejectReason == .missingColumn)
         #expect(out.result.exitCode == 65)
         #expect(out.batchFiles.isEmpty)
+        // The detail says which names would have matched and where to add the file's own.
+        let detail = try #require(out.summary.rejectDetail)
+        #expect(detail.contains("no message column (header: recipient, sender)"))
+        #expect(detail.contains("a message column is named one of: message, text, content, body, sms"))
+        #expect(detail.contains("input.columns.message"))
+    }
+
+    @Test("headers CRM exports write are built-in aliases", arguments: [
+        "Mobile Number,Sender ID,SMS Text", "Mobile No.,Sender ID,Message Text", "Phone Number,Sender ID,SMS Text",
+    ])
+    func crmHeaders(header: String) async throws {
+        let dir = TempDir()
+        let out = try await runJob(dir.write("crm.csv", header + "\n9876543210,MOBTXT,Hello\n"), in: dir)
+        #expect(out.summary.rejectReason == nil)
+        #expect(out.summary.valid == 1)
     }
 
     @Test("an empty .gz or .xz is no_rows, like an empty file", arguments: [ArchiveFilter.gzip, .xz])

@@ -29,9 +29,11 @@ public enum ColumnRole: String, CaseIterable, Sendable {
     /// The built-in header aliases, the role's own name first.
     public var defaultAliases: [String] {
         switch self {
-        case .recipient: ["recipient", "mobile", "mobile no", "phone", "msisdn", "number", "to", "b-nr"]
+        // SPEC §4's aliases, then the headers CRM exports write (`Mobile Number`, `SMS Text`).
+        case .recipient: ["recipient", "mobile", "mobile no", "phone", "msisdn", "number", "to", "b-nr",
+                          "mobile number", "mobile no.", "phone number"]
         case .sender: ["sender", "sender id", "from", "header", "a-nr"]
-        case .message: ["message", "text", "content", "body", "sms"]
+        case .message: ["message", "text", "content", "body", "sms", "sms text", "message text"]
         case .product: ["product", "service"]
         case .scheduleAt: ["schedule_at", "time", "schedule"]
         case .templateId: ["template_id", "dlt template id"]

@@ -198,8 +198,15 @@ struct JobState: ~Copyable {
         if columns[.sender] == nil && config.validate.defaultSender == nil { missing.append("sender") }
         if !missing.isEmpty {
             let found = names.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ", ")
-            rejectFile(.missingColumn, "row \(r.row): no \(missing.joined(separator: ", ")) column (header: \(found))"
-                + (missing.contains("sender") ? "; or set validate.default_sender" : ""))
+            // Say which names would have matched, and where to add the file's own.
+            let accepted = missing.map { role in
+                "a \(role) column is named one of: "
+                    + config.input.aliases(for: ColumnRole(rawValue: role)!).joined(separator: ", ")
+                    + " (or add your header under input.columns.\(role)"
+                    + (role == "sender" ? ", or set validate.default_sender)" : ")")
+            }
+            rejectFile(.missingColumn, "row \(r.row): no \(missing.joined(separator: ", ")) column (header: \(found)); "
+                + accepted.joined(separator: "; "))
             return
         }
         for note in columns.ignored {

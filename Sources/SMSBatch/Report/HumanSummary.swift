@@ -11,10 +11,10 @@ public enum HumanSummary {
         }
         lines.append("  rows \(s.rows): valid \(s.valid), invalid \(s.invalid), duplicates \(s.duplicates), to send \(s.toSend)")
         for r in ReasonCode.allCases {
-            if let n = s.invalidByReason[r] { lines.append("    \(r.code.padding(toLength: 22, withPad: " ", startingAt: 0)) \(n)") }
+            if let n = s.invalidByReason[r] { lines.append("    \(r.code.padding(toLength: 30, withPad: " ", startingAt: 0)) \(n)") }
         }
         for (reason, n) in s.duplicatesByReason.sorted(by: { $0.key < $1.key }) {
-            lines.append("    duplicate \(reason.padding(toLength: 12, withPad: " ", startingAt: 0)) \(n)")
+            lines.append("    \(("duplicate " + reason).padding(toLength: 30, withPad: " ", startingAt: 0)) \(n)")
         }
         if s.rejectReason == nil {
             lines.append("  plan: \(s.parts) part\(s.parts == 1 ? "" : "s"), \(s.batches) batch\(s.batches == 1 ? "" : "es") (\(s.kind.rawValue)), about \(duration(s.estimatedSendSeconds)) to send at \(config.send.requestsPerMinute) requests/min")

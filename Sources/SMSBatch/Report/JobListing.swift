@@ -4,19 +4,15 @@ import Foundation
 public enum JobListing {
     public static func table(_ jobs: [JobRecord]) -> String {
         if jobs.isEmpty { return "no jobs yet" }
-        var lines = ["JOB                        STATUS     ROWS  TO_SEND  SUBMITTED  FAILED  STARTED               FINISHED              FILE"]
+        var table = TextTable([("JOB", .left), ("STATUS", .left), ("ROWS", .right), ("TO_SEND", .right),
+                               ("SUBMITTED", .right), ("FAILED", .right), ("STARTED", .left), ("FINISHED", .left),
+                               ("FILE", .left)])
         for j in jobs {
-            let status = j.repeatOf != nil ? "repeat" : j.status
-            lines.append([
-                j.id.padding(toLength: 26, withPad: " ", startingAt: 0),
-                status.padding(toLength: 9, withPad: " ", startingAt: 0),
-                String(j.rows).leftPad(6), String(j.toSend).leftPad(8), String(j.submitted).leftPad(10), String(j.failed).leftPad(7),
-                " " + UTCTime.iso(j.startedAt).padding(toLength: 21, withPad: " ", startingAt: 0),
-                (j.finishedAt.map(UTCTime.iso) ?? "-").padding(toLength: 21, withPad: " ", startingAt: 0),
-                j.input,
-            ].joined(separator: " "))
+            table.add([j.id, j.repeatOf != nil ? "repeat" : j.status, grouped(j.rows), grouped(j.toSend),
+                       grouped(j.submitted), grouped(j.failed), UTCTime.iso(j.startedAt),
+                       j.finishedAt.map(UTCTime.iso) ?? "-", j.input])
         }
-        return lines.joined(separator: "\n")
+        return table.rendered
     }
 
     /// One job and its batches, from the ledger and the batch files in its output folder.
