@@ -182,10 +182,8 @@ private final class CurlHeaderList {
     /// nil when a line cannot be added (out of memory).
     init?(_ lines: [String]) {
         for line in lines {
-            guard let grown = curl_slist_append(list, line) else {
-                curl_slist_free_all(list)
-                return nil
-            }
+            // On failure deinit frees the lines added so far.
+            guard let grown = curl_slist_append(list, line) else { return nil }
             list = grown
         }
     }
@@ -196,8 +194,7 @@ private final class CurlHeaderList {
 /// One request: owns its easy handle (and, through `headers`, the header list the handle
 /// points to, freed after the handle).
 private final class CurlTransfer: @unchecked Sendable {
-    // @unchecked: made on the caller's thread, then handed to the loop thread once through
-    // the loop's locked inbox; only the loop thread touches it after that.
+    // @unchecked: handed to the loop thread once, through the locked inbox; only it touches the transfer after that.
 
     struct Target {
         let host: String
@@ -339,8 +336,7 @@ private func curlReadHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _
 
 /// Owns one multi handle and the thread that drives it.
 private final class CurlLoop: @unchecked Sendable {
-    // @unchecked: `multi` is used only on the loop thread, except curl_multi_wakeup, which
-    // libcurl allows from any thread; all other shared state is in the `inbox` Mutex.
+    // @unchecked: only the loop thread uses `multi`, but for the thread-safe curl_multi_wakeup; the rest is in `inbox`.
 
     private struct Inbox {
         /// Handed over, not yet added to the multi handle.
