@@ -2,8 +2,8 @@
 SCRATCH ?= .build
 SWIFT_FLAGS = --scratch-path $(SCRATCH)
 BIN = $(SCRATCH)/debug/smsbatch
-# libcurl4: FoundationNetworking (the HTTP client) loads it at run time.
-DEBS = libcsv-dev libarchive-dev libssl-dev libsqlite3-dev pkg-config zlib1g-dev libcurl4
+# libcurl4-openssl-dev: the HTTP client (CCurl) uses libcurl's multi interface.
+DEBS = libcsv-dev libarchive-dev libssl-dev libsqlite3-dev pkg-config zlib1g-dev libcurl4-openssl-dev
 # A fixed clock keeps sample runs reproducible (every-reason.csv row 14 schedules 2027-01-15).
 NOW ?= 2027-01-01T06:30:00Z
 RUN_FLAGS ?= --now $(NOW)

@@ -31,10 +31,14 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        // The HTTP client: libcurl's multi interface, driven by one thread per client.
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(
             name: "SMSBatch",
             dependencies: [
-                "CCSV", "CArchive", "CCrypto", "CSQLite",
+                "CCSV", "CArchive", "CCrypto", "CSQLite", "CCurl",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
