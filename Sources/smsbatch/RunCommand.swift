@@ -26,7 +26,13 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let config = try common.loadConfig()
         let options = job.runOptions(now: common.parsedNow)
-        if !options.dryRun { Shutdown.install() }
+        if !options.dryRun {
+            Shutdown.install()
+            // Sending with nothing configured is allowed (the sandbox) but never silent.
+            if !common.configFound {
+                printError("smsbatch: no ./pipeline.yaml: built-in defaults; sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: false))")
+            }
+        }
         let runner = JobRunner(config: config, options: options, progress: Progress())
         // The plan goes out before sending starts; the outcome when the job ends.
         if !json { runner.onPlan = { say(HumanSummary.plan($0, config: config)) } }

@@ -24,6 +24,15 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
+    /// Which pipeline.yaml the command reads, for the lines that say so.
+    var configSource: String {
+        if let config { return config }
+        return FileManager.default.fileExists(atPath: "pipeline.yaml") ? "./pipeline.yaml" : "built-in defaults (no ./pipeline.yaml)"
+    }
+
+    /// Whether a pipeline.yaml was found (given, or in the current folder).
+    var configFound: Bool { config != nil || FileManager.default.fileExists(atPath: "pipeline.yaml") }
+
     /// Loads the configuration or exits 78 naming the key.
     func loadConfig() throws -> PipelineConfig {
         do { return try ConfigLoader.load(path: config) } catch {

@@ -49,7 +49,7 @@ struct SandboxCommand: AsyncParsableCommand {
         let server = SandboxServer(options: options)
         // Signals are caught before the port is announced, so a caller that reads the line and
         // signals at once is never killed by the default action.
-        Shutdown.install()
+        Shutdown.install(announce: false)
         do { try server.start() } catch {
             printError("error: \(error)")
             throw ExitCode(71)

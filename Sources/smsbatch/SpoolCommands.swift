@@ -31,11 +31,19 @@ struct JobOptions: ParsableArguments {
     }
 }
 
-/// Runs a spool command, mapping its errors to exit codes.
+/// Runs a spool command, mapping its errors to exit codes. Says first which configuration,
+/// spool and ledger it uses (a folder of its own creates them: never silently), then one
+/// line per job on stdout.
 func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) async throws -> Int32) async throws {
     let config = try common.loadConfig()
+    let root = config.watch.root
+    let spoolExisted = FileManager.default.fileExists(atPath: root)
+    let ledgerExisted = FileManager.default.fileExists(atPath: config.statePath)
     do {
         let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: Progress())
+        runner.onJob = { say(HumanSummary.jobLine($0.summary)) }
+        printError("smsbatch: configuration \(common.configSource); spool \(root)\(spoolExisted ? "" : " (created now)"); "
+            + "ledger \(config.statePath)\(ledgerExisted ? "" : " (new)"); sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: job.dryRun))")
         let code = try await body(runner)
         if code != 0 { throw ExitCode(code) }
     } catch let e as SpoolError {
@@ -77,15 +85,24 @@ struct WatchCommand: AsyncParsableCommand {
 
 struct JobsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "jobs", abstract: "List jobs from the state ledger, or show one job's batches.")
+        commandName: "jobs", abstract: "List jobs from the state ledger, or show one job and every batch.")
 
     @OptionGroup var common: CommonOptions
 
-    @Argument(help: "A job id: show its batches.")
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    @Argument(help: "A job id: show it with its batches.")
     var job: String?
 
     func run() async throws {
         let config = try common.loadConfig()
+        // Reading never creates: a folder with no ledger says so.
+        guard FileManager.default.fileExists(atPath: config.statePath) else {
+            printError("\(config.statePath): error: no ledger here (configuration \(common.configSource)); "
+                + "run jobs from the folder where smsbatch ran, or give its pipeline.yaml with -c")
+            throw ExitCode(66)
+        }
         do {
             let ledger = try Ledger(path: config.statePath)
             if let job {
@@ -93,9 +110,12 @@ struct JobsCommand: AsyncParsableCommand {
                     printError("\(config.statePath): error: no job \(job) in this ledger; 'smsbatch jobs' lists them")
                     throw ExitCode(66)
                 }
-                say(JobListing.detail(record))
+                let view = try JobView.load(record, from: ledger, batches: true)
+                say(json ? JobListing.json(view) : JobListing.detail(view))
             } else {
-                say(JobListing.table(try ledger.jobs()))
+                var views: [JobView] = []
+                for record in try ledger.jobs() { views.append(try JobView.load(record, from: ledger, batches: false)) }
+                say(json ? JobListing.json(views) : JobListing.table(views))
             }
         } catch let e as LedgerError {
             printError(e.description)

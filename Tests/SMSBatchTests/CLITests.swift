@@ -53,7 +53,8 @@ struct CLITests {
         #expect(r.status == 0)
         #expect(r.stdout.contains("batch 1"))
         // The plan shows the estimated send time; progress goes to stderr in plain lines.
-        #expect(r.stdout.contains("to send at 600 requests/min"))
+        #expect(r.stdout.contains("to send (estimate at 600 requests/min, 4 in flight"))
+        #expect(r.stdout.contains("sends to: nowhere (dry run)"))
         #expect(r.stderr.contains("a.csv: reading"))
         #expect(!r.stdout.contains("a.csv: reading"))
         #expect(FileManager.default.fileExists(atPath: dir.file("o/batches/batch-0001.csv")))

@@ -5,7 +5,14 @@ import Testing
 private typealias Outcome = Ledger.RowOutcome
 
 private func job(_ id: String, sha: String = "aa", startedAt: Int64 = 1_000, repeatOf: String? = nil) -> JobRecord {
-    JobRecord(id: id, input: "/in/\(id).csv", sha256: sha, status: "running", clock: startedAt, repeatOf: repeatOf, startedAt: startedAt)
+    JobRecord(id: id, input: "/in/\(id).csv", sha256: sha, status: .running, clock: startedAt, repeatOf: repeatOf, startedAt: startedAt)
+}
+
+/// Puts digests in the sent index the way the sender does: with the answer of a request.
+private func recordSent(_ ledger: Ledger, jobID: String, digests: [(hi: UInt64, lo: UInt64)], at: Int64) throws {
+    if try ledger.job(id: jobID) == nil { try ledger.createJob(job(jobID)) }
+    let id = try ledger.recordIntent(jobID: jobID, batch: 1, rows: [])
+    try ledger.recordAnswer(requestID: id, httpStatus: 200, outcomes: [], sent: (jobID, digests, at))
 }
 
 private func accepted(_ row: Int, _ id: String = "m") -> Outcome {
@@ -23,7 +30,7 @@ struct LedgerTests {
         let dir = TempDir()
         // Parent folders that do not exist yet are created.
         let ledger = try Ledger(path: dir.file("spool/deep/state.sqlite"))
-        let a = JobRecord(id: "a", input: "/in/a.csv", sha256: "s1", status: "running", clock: 500, outputDir: nil,
+        let a = JobRecord(id: "a", input: "/in/a.csv", sha256: "s1", status: .running, clock: 500, outputDir: nil,
                           rows: 3, startedAt: 1_000)
         try ledger.createJob(a)
         try ledger.createJob(job("b", sha: "s2", startedAt: 2_000))
@@ -31,16 +38,16 @@ struct LedgerTests {
         #expect(try ledger.job(id: "a") == a)
         #expect(try ledger.job(id: "zz") == nil)
 
-        try ledger.updateJob(id: "a", status: "completed", counts: (rows: 10, valid: 8, invalid: 2, duplicates: 1, toSend: 7, submitted: 6, failed: 1),
+        try ledger.updateJob(id: "a", status: .completed, counts: Ledger.JobCounts(rows: 10, valid: 8, invalid: 2, duplicates: 1, toSend: 7, submitted: 6, failed: 1),
                              outputDir: "/out/a", finishedAt: 1_500)
         var want = a
         (want.status, want.rows, want.valid, want.invalid, want.duplicates, want.toSend, want.submitted, want.failed) =
-            ("completed", 10, 8, 2, 1, 7, 6, 1)
+            (.completed, 10, 8, 2, 1, 7, 6, 1)
         (want.outputDir, want.finishedAt) = ("/out/a", 1_500)
         #expect(try ledger.job(id: "a") == want)
         // nil arguments leave the fields as they were.
-        try ledger.updateJob(id: "a", status: "partial", counts: nil, outputDir: nil, finishedAt: nil)
-        want.status = "partial"
+        try ledger.updateJob(id: "a", status: .partial, counts: nil, outputDir: nil, finishedAt: nil)
+        want.status = .partial
         #expect(try ledger.job(id: "a") == want)
 
         #expect(try ledger.jobs().map(\.id) == ["c", "b", "a"])
@@ -48,7 +55,7 @@ struct LedgerTests {
         #expect(try ledger.latestJob(sha256: "s1")?.id == "a")
         #expect(try ledger.latestJob(sha256: "s3") == nil)
 
-        #expect(throws: LedgerError.self) { try ledger.updateJob(id: "zz", status: "x", counts: nil, outputDir: nil, finishedAt: nil) }
+        #expect(throws: LedgerError.self) { try ledger.updateJob(id: "zz", status: .failed, counts: nil, outputDir: nil, finishedAt: nil) }
         let duplicate = #expect(throws: LedgerError.self) { try ledger.createJob(a) }
         #expect(duplicate?.code == 19)  // SQLITE_CONSTRAINT
     }
@@ -147,9 +154,9 @@ struct LedgerTests {
         let ledger = try Ledger(path: dir.file("state.sqlite"))
         let early: [(hi: UInt64, lo: UInt64)] = [(1, 2), (UInt64.max, 0x8000_0000_0000_0000)]
         let late: [(hi: UInt64, lo: UInt64)] = (0..<1_000).map { (hi: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, lo: ~UInt64($0)) }
-        try ledger.recordSent(jobID: "a", digests: early, at: 100)
-        try ledger.recordSent(jobID: "b", digests: late, at: 200)
-        try ledger.recordSent(jobID: "b", digests: [], at: 300)
+        try recordSent(ledger, jobID: "a", digests: early, at: 100)
+        try recordSent(ledger, jobID: "b", digests: late, at: 200)
+        try recordSent(ledger, jobID: "b", digests: [], at: 300)
 
         func keys(_ d: [(hi: UInt64, lo: UInt64)]) -> Set<[UInt64]> { Set(d.map { [$0.hi, $0.lo] }) }
         #expect(keys(try ledger.sentSince(100)) == keys(early + late))
@@ -191,7 +198,67 @@ struct LedgerTests {
         try again.db.execute("PRAGMA user_version = \(Ledger.schemaVersion + 1)")
         again.close()
         let refused = #expect(throws: LedgerError.self) { try Ledger(path: path) }
-        #expect(refused?.description.hasPrefix("\(path): error: state ledger: schema version 2 comes from a newer smsbatch") == true)
+        #expect(refused?.description.hasPrefix("\(path): error: state ledger: schema version \(Ledger.schemaVersion + 1) comes from a newer smsbatch") == true)
+    }
+
+    @Test("a version-1 ledger is migrated: its answered rows count in the live counts of its unfinished jobs")
+    func migrationFromVersion1() throws {
+        let dir = TempDir()
+        let path = dir.file("state.sqlite")
+        do {
+            let db = try SQLiteDatabase(path: path)
+            try db.executeScript(Ledger.migration1)
+            try db.execute("PRAGMA user_version = 1")
+            try db.execute("INSERT INTO jobs(id, input, sha256, status, clock, started_at) VALUES('old', 'a.csv', 'x', 'sending', 0, 0)")
+            let answer = OutcomeCodec.encode([accepted(2), failed(3, status: 503, code: "HTTP_503"), accepted(4)])
+            try db.execute(#"INSERT INTO requests(job_id, batch, "rows", state, results) VALUES('old', 1, ?, 'answered', ?)"#,
+                           [.blob(RowListCodec.encode([2, 3, 4])), .blob(answer)])
+            try db.execute(#"INSERT INTO requests(job_id, batch, "rows", state) VALUES('old', 2, ?, 'intent')"#,
+                           [.blob(RowListCodec.encode([5, 6]))])
+            db.close()
+        }
+        let ledger = try Ledger(path: path)
+        let counts = try ledger.sendCounts(jobID: "old")
+        #expect(counts.total.submitted == 2)
+        #expect(counts.total.failed == 1)
+        #expect(counts.total.inDoubt == 2)
+        #expect(counts.batches[2]?.inDoubt == 2)
+        #expect(counts.total.requests == 2)
+    }
+
+    @Test("live counts: a submitted row stays submitted; a failed row re-sent is in flight, not failed, until answered")
+    func liveCounts() throws {
+        let dir = TempDir()
+        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        try ledger.createJob(job("j"))
+        let first = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4])
+        #expect(try ledger.sendCounts(jobID: "j").total.inDoubt == 3)
+        try ledger.recordAnswer(requestID: first, httpStatus: 200, outcomes: [accepted(2), failed(3, status: 503), failed(4, status: 503)])
+        var counts = try ledger.sendCounts(jobID: "j").total
+        #expect((counts.submitted, counts.failed, counts.inDoubt) == (1, 2, 0))
+        // A later run sends rows 3 and 4 again: in flight, no longer failed.
+        let again = try ledger.recordIntent(jobID: "j", batch: 1, rows: [3, 4], retrying: [3, 4])
+        counts = try ledger.sendCounts(jobID: "j").total
+        #expect((counts.submitted, counts.failed, counts.inDoubt) == (1, 0, 2))
+        try ledger.recordAnswer(requestID: again, httpStatus: 200, outcomes: [accepted(3), failed(4, status: 422)])
+        counts = try ledger.sendCounts(jobID: "j").total
+        #expect((counts.submitted, counts.failed, counts.inDoubt, counts.requests) == (2, 1, 0, 2))
+        // A failure recorded after a success does not undo it.
+        let late = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2])
+        try ledger.recordAnswer(requestID: late, httpStatus: 500, outcomes: [failed(2, status: 500)])
+        #expect(try ledger.sendCounts(jobID: "j").total.submitted == 2)
+    }
+
+    @Test("the plan is kept per job and replaced when the job plans again")
+    func plan() throws {
+        let dir = TempDir()
+        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        try ledger.createJob(job("j"))
+        let one = Ledger.PlannedBatch(batch: 1, part: 1, rows: 10, requests: 1, scheduledAt: nil, deferred: 0)
+        let two = Ledger.PlannedBatch(batch: 2, part: 1, rows: 5, requests: 3, scheduledAt: 1_800_000_000, deferred: 2)
+        try ledger.recordPlan(jobID: "j", [one, two])
+        try ledger.recordPlan(jobID: "j", [one, two])
+        #expect(try ledger.plan(jobID: "j") == [one, two])
     }
 
     @Test("errors name the file and carry SQLite's code and message")
@@ -221,7 +288,7 @@ struct LedgerTests {
                         let id = try ledger.recordIntent(jobID: "j", batch: t, rows: rows)
                         try ledger.recordAnswer(requestID: id, httpStatus: 200, outcomes: rows.map { accepted($0) })
                         if i % 5 == 0 {
-                            try ledger.recordSent(jobID: "j", digests: rows.map { (hi: UInt64($0), lo: UInt64(t)) }, at: Int64(i))
+                            try recordSent(ledger, jobID: "j", digests: rows.map { (hi: UInt64($0), lo: UInt64(t)) }, at: Int64(i))
                             _ = try ledger.inDoubtRequests(jobID: "j")
                         }
                     }
@@ -268,7 +335,7 @@ struct LedgerTests {
         let codec = clock.measure { for _ in 0..<n { _ = OutcomeCodec.decode(OutcomeCodec.encode(outcomes)) } }
         let final = clock.measure { _ = try! ledger.finalOutcomes(jobID: "j") }
         let digests = (0..<500_000).map { (hi: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, lo: UInt64($0)) }
-        let sent = clock.measure { try! ledger.recordSent(jobID: "j", digests: digests, at: 1) }
+        let sent = clock.measure { try! recordSent(ledger, jobID: "j", digests: digests, at: 1) }
         let since = clock.measure { _ = try! ledger.sentSince(0) }
 
         func perSecond(_ d: Duration, _ count: Int) -> Int { Int(Double(count) / (Double(d.components.attoseconds) / 1e18 + Double(d.components.seconds))) }

@@ -18,9 +18,9 @@ struct ReportTests {
     @Test("the jobs table keeps a space between columns however long the values")
     func jobsColumns() {
         let job = JobRecord(id: "20261126T043000Z-0123abcd", input: "spool/processing/a-very-long-campaign-name.csv", sha256: "x",
-                            status: "completed", clock: 0, rows: 1_234_567, toSend: 1_234_000, submitted: 1_234_000,
+                            status: .completed, clock: 0, rows: 1_234_567, toSend: 1_234_000, submitted: 1_234_000,
                             startedAt: 1_795_667_400, finishedAt: 1_795_667_500)
-        let lines = JobListing.table([job]).split(separator: "\n").map(String.init)
+        let lines = JobListing.table([JobView(record: job, status: job.status, submitted: job.submitted, failed: job.failed, inDoubt: 0)]).split(separator: "\n").map(String.init)
         #expect(lines.count == 2)
         let cells = lines[1].split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         #expect(cells.contains("1,234,567"))

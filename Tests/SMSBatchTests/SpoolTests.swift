@@ -112,7 +112,9 @@ struct SpoolTests {
         let id = try #require(files(dir.file("spool/outbox")).first)
         let one = try smsbatch(["jobs", id], cwd: dir.path)
         #expect(one.status == 0)
-        #expect(one.stdout.contains("batch-0001.csv"))
+        // Every batch from the ledger, with its counts.
+        let batchLines = one.stdout.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") }
+        #expect(batchLines.count == 1, "\(one.stdout)")
         let missing = try smsbatch(["jobs", "no-such-job"], cwd: dir.path)
         #expect(missing.status == 66)
         #expect(missing.stderr.hasPrefix("./spool/state.sqlite: error: no job no-such-job"))
@@ -222,7 +224,7 @@ struct SpoolTests {
         #expect(accepted.repeats == 0)
         let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
         let job = try #require(try ledger.jobs().first { $0.repeatOf == nil })
-        #expect(job.status == "completed")
+        #expect(job.status == .completed)
         // Every row is in exactly one output.
         let out = JobOutput(result: JobResult(summary: JobSummary()), dir: dir.file("out"))
         #expect(out.accountedRows.sorted() == Array(2...(stats.records + 1)))
@@ -253,7 +255,7 @@ struct SpoolTests {
         #expect(accepted.count == stats.valid - stats.duplicates)
         #expect(accepted.repeats == 0)
         let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
-        #expect(try ledger.jobs().filter { $0.repeatOf == nil }.map(\.status) == ["completed"])
+        #expect(try ledger.jobs().filter { $0.repeatOf == nil }.map(\.status) == [.completed])
         #expect(files(dir.file("spool/processing")).isEmpty)
     }
 

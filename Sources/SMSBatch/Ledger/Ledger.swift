@@ -13,6 +13,29 @@ public struct LedgerError: Error, Equatable, CustomStringConvertible {
     public var description: String { "\(path): error: state ledger: \(message)" }
 }
 
+/// Where a job stands: in the ledger, summary.json and `smsbatch jobs`.
+public enum JobStatus: String, Sendable, Equatable, CaseIterable {
+    /// Reading the file (pass 1); nothing sent yet.
+    case running
+    /// Sending: requests are going out (or, when no process holds the job, were when it died).
+    case sending
+    /// Stopped by a signal (or unable to confirm earlier requests): resumes when given again.
+    case interrupted
+    /// Every row to send was submitted (or a dry run, or a repeat).
+    case completed
+    /// Some rows could not be submitted after retries; given again, only those are sent.
+    case partial
+    /// No row could be submitted.
+    case failed
+    /// The file was rejected as a whole (SPEC §5); nothing sent.
+    case rejected
+
+    /// A job that may go on when its file is given again.
+    public var isResumable: Bool { [.running, .sending, .interrupted, .partial, .failed].contains(self) }
+    /// A job that some process may be working on right now.
+    public var isUnderway: Bool { self == .running || self == .sending }
+}
+
 /// One job as the ledger keeps it (`smsbatch jobs`, repeat detection, resume).
 public struct JobRecord: Sendable, Equatable {
     public var id: String
@@ -20,7 +43,7 @@ public struct JobRecord: Sendable, Equatable {
     public var input: String
     /// SHA-256 of the input's bytes, hex.
     public var sha256: String
-    public var status: String
+    public var status: JobStatus
     /// The job's "now" (UTC seconds): `--now` or the clock at its start, so a resumed job
     /// plans its batches from the same instant.
     public var clock: Int64
@@ -28,11 +51,17 @@ public struct JobRecord: Sendable, Equatable {
     /// The completed job this one repeats (a file already sent), nil for a real job.
     public var repeatOf: String?
     public var rows, valid, invalid, duplicates, toSend, submitted, failed: Int
+    /// Rows of requests that went out and were never answered (as of the last count).
+    public var inDoubt = 0
     public var startedAt: Int64
     public var finishedAt: Int64?
+    /// Where the input file is now (done/, failed/), when smsbatch moved it; else `input`.
+    public var fileNow: String?
+    /// Where the job sends: `built-in sandbox` or the endpoint's host (and port).
+    public var destination: String?
 
     public init(
-        id: String, input: String, sha256: String, status: String, clock: Int64, outputDir: String? = nil,
+        id: String, input: String, sha256: String, status: JobStatus, clock: Int64, outputDir: String? = nil,
         repeatOf: String? = nil, rows: Int = 0, valid: Int = 0, invalid: Int = 0, duplicates: Int = 0,
         toSend: Int = 0, submitted: Int = 0, failed: Int = 0, startedAt: Int64, finishedAt: Int64? = nil
     ) {
@@ -70,8 +99,14 @@ public final class Ledger: @unchecked Sendable {
     let db: SQLiteDatabase
 
     /// The schema version this build writes; `migrations[v - 1]` takes a database to `v`.
-    static let schemaVersion = 1
-    private static let migrations = [migration1]
+    static let schemaVersion = 2
+    private static let migrations: [Migration] = [Migration(script: migration1), Migration(script: migration2, backfill: backfillMessages)]
+
+    /// A schema step: its SQL, then what SQL alone cannot do (decoding stored blobs).
+    struct Migration: Sendable {
+        let script: String
+        var backfill: (@Sendable (SQLiteDatabase) throws(SQLiteError) -> Void)? = nil
+    }
 
     /// Opens the ledger at `path`, creating it and its parent folders if needed, and brings
     /// its schema up to date.
@@ -107,7 +142,7 @@ public final class Ledger: @unchecked Sendable {
 
     // MARK: - Schema
 
-    private static let migration1 = """
+    static let migration1 = """
         CREATE TABLE jobs(
             id TEXT PRIMARY KEY,
             input TEXT NOT NULL,
@@ -147,6 +182,44 @@ public final class Ledger: @unchecked Sendable {
         CREATE INDEX sent_index_time ON sent_index(sent_at);
         """
 
+    /// Version 2: live counts. `messages` holds each answered row's state (and, for issue
+    /// 10's delivery reports, its message id); `requests.row_count` counts an intent's rows so
+    /// rows in doubt are summed without decoding; `batches` keeps the plan; jobs learn where
+    /// their file is now, where they send, and their rows in doubt.
+    private static let migration2 = """
+        ALTER TABLE jobs ADD COLUMN file_now TEXT;
+        ALTER TABLE jobs ADD COLUMN destination TEXT;
+        ALTER TABLE jobs ADD COLUMN in_doubt INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE requests ADD COLUMN row_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE requests SET row_count = length("rows") / 4;
+        CREATE TABLE batches(
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            batch INTEGER NOT NULL,
+            part INTEGER NOT NULL,
+            "rows" INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            scheduled_at INTEGER,
+            deferred INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(job_id, batch));
+        CREATE TABLE messages(
+            job_id TEXT NOT NULL,
+            "row" INTEGER NOT NULL,
+            batch INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            message_id TEXT,
+            PRIMARY KEY(job_id, "row")) WITHOUT ROWID;
+        CREATE INDEX messages_job_batch ON messages(job_id, batch, state);
+        """
+
+    /// Fills `messages` from the answers a version-1 ledger already holds.
+    private static func backfillMessages(_ db: SQLiteDatabase) throws(SQLiteError) {
+        let answered = try db.query(#"SELECT job_id, batch, results FROM requests WHERE state = 'answered' ORDER BY id"#)
+        for r in answered {
+            guard let outcomes = OutcomeCodec.decode(r.data(2) ?? Data()) else { continue }
+            try upsertMessages(db, jobID: r.string(0) ?? "", batch: r.int(1) ?? 0, outcomes)
+        }
+    }
+
     /// Applies the missing migrations, each in its own transaction with its `user_version`.
     /// The version is read inside the write transaction, so two processes opening a new
     /// file at once migrate it once.
@@ -158,7 +231,8 @@ public final class Ledger: @unchecked Sendable {
                 try db.transaction { () throws(SQLiteError) -> Int in
                     let current = Int(try db.query("PRAGMA user_version").first?.int64(0) ?? 0)
                     guard current < latest else { return current }
-                    try db.executeScript(Self.migrations[current])
+                    try db.executeScript(Self.migrations[current].script)
+                    try Self.migrations[current].backfill?(db)
                     try db.execute("PRAGMA user_version = \(current + 1)")
                     return current + 1
                 }
@@ -175,7 +249,7 @@ public final class Ledger: @unchecked Sendable {
 
     private static let jobColumns = """
         id, input, sha256, status, clock, output_dir, repeat_of, "rows", valid, invalid, duplicates, \
-        to_send, submitted, failed, started_at, finished_at
+        to_send, submitted, failed, started_at, finished_at, in_doubt, file_now, destination
         """
 
     /// Records a new job.
@@ -184,13 +258,24 @@ public final class Ledger: @unchecked Sendable {
     public func createJob(_ j: JobRecord) throws(LedgerError) {
         try wrap {
             try db.execute(
-                "INSERT INTO jobs(\(Self.jobColumns), updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [.text(j.id), .text(j.input), .text(j.sha256), .text(j.status), .integer(j.clock),
+                "INSERT INTO jobs(\(Self.jobColumns), updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [.text(j.id), .text(j.input), .text(j.sha256), .text(j.status.rawValue), .integer(j.clock),
                  j.outputDir.map { .text($0) } ?? .null, j.repeatOf.map { .text($0) } ?? .null,
                  .integer(Int64(j.rows)), .integer(Int64(j.valid)), .integer(Int64(j.invalid)),
                  .integer(Int64(j.duplicates)), .integer(Int64(j.toSend)), .integer(Int64(j.submitted)),
                  .integer(Int64(j.failed)), .integer(j.startedAt), j.finishedAt.map { .integer($0) } ?? .null,
+                 .integer(Int64(j.inDoubt)), j.fileNow.map { .text($0) } ?? .null, j.destination.map { .text($0) } ?? .null,
                  .integer(Self.wallClock())])
+        }
+    }
+
+    /// A job's counts as the ledger stores them.
+    public struct JobCounts: Sendable, Equatable {
+        public var rows = 0, valid = 0, invalid = 0, duplicates = 0, toSend = 0, submitted = 0, failed = 0, inDoubt = 0
+        public init(rows: Int = 0, valid: Int = 0, invalid: Int = 0, duplicates: Int = 0, toSend: Int = 0,
+                    submitted: Int = 0, failed: Int = 0, inDoubt: Int = 0) {
+            (self.rows, self.valid, self.invalid, self.duplicates) = (rows, valid, invalid, duplicates)
+            (self.toSend, self.submitted, self.failed, self.inDoubt) = (toSend, submitted, failed, inDoubt)
         }
     }
 
@@ -198,22 +283,25 @@ public final class Ledger: @unchecked Sendable {
     /// argument leaves that field as it is.
     ///
     /// - Throws: `LedgerError` (code 0) when there is no job `id`.
-    public func updateJob(
-        id: String, status: String,
-        counts: (rows: Int, valid: Int, invalid: Int, duplicates: Int, toSend: Int, submitted: Int, failed: Int)?,
-        outputDir: String?, finishedAt: Int64?
-    ) throws(LedgerError) {
+    public func updateJob(id: String, status: JobStatus, counts: JobCounts?, outputDir: String? = nil,
+                          finishedAt: Int64? = nil, destination: String? = nil) throws(LedgerError) {
         var sets = ["status = ?", "updated_at = ?"]
-        var values: [SQLiteValue] = [.text(status), .integer(Self.wallClock())]
+        var values: [SQLiteValue] = [.text(status.rawValue), .integer(Self.wallClock())]
         if let c = counts {
-            sets.append(#""rows" = ?, valid = ?, invalid = ?, duplicates = ?, to_send = ?, submitted = ?, failed = ?"#)
-            values += [c.rows, c.valid, c.invalid, c.duplicates, c.toSend, c.submitted, c.failed].map { .integer(Int64($0)) }
+            sets.append(#""rows" = ?, valid = ?, invalid = ?, duplicates = ?, to_send = ?, submitted = ?, failed = ?, in_doubt = ?"#)
+            values += [c.rows, c.valid, c.invalid, c.duplicates, c.toSend, c.submitted, c.failed, c.inDoubt].map { .integer(Int64($0)) }
         }
         if let outputDir { sets.append("output_dir = ?"); values.append(.text(outputDir)) }
         if let finishedAt { sets.append("finished_at = ?"); values.append(.integer(finishedAt)) }
+        if let destination { sets.append("destination = ?"); values.append(.text(destination)) }
         values.append(.text(id))
         let changed = try wrap { try db.execute("UPDATE jobs SET \(sets.joined(separator: ", ")) WHERE id = ?", values) }
         if changed == 0 { throw LedgerError(path: path, code: 0, message: "no job \(id)") }
+    }
+
+    /// Records where the job's input file went (done/ or failed/).
+    public func recordFileLocation(jobID: String, path file: String) throws(LedgerError) {
+        try wrap { try db.execute("UPDATE jobs SET file_now = ?, updated_at = ? WHERE id = ?", [.text(file), .integer(Self.wallClock()), .text(jobID)]) }
     }
 
     /// The job with this id, nil when there is none.
@@ -239,11 +327,105 @@ public final class Ledger: @unchecked Sendable {
     }
 
     private static func jobRecord(_ r: SQLiteRow) -> JobRecord {
-        JobRecord(
-            id: r.string(0) ?? "", input: r.string(1) ?? "", sha256: r.string(2) ?? "", status: r.string(3) ?? "",
+        var j = JobRecord(
+            id: r.string(0) ?? "", input: r.string(1) ?? "", sha256: r.string(2) ?? "",
+            status: JobStatus(rawValue: r.string(3) ?? "") ?? .failed,
             clock: r.int64(4) ?? 0, outputDir: r.string(5), repeatOf: r.string(6), rows: r.int(7) ?? 0,
             valid: r.int(8) ?? 0, invalid: r.int(9) ?? 0, duplicates: r.int(10) ?? 0, toSend: r.int(11) ?? 0,
             submitted: r.int(12) ?? 0, failed: r.int(13) ?? 0, startedAt: r.int64(14) ?? 0, finishedAt: r.int64(15))
+        j.inDoubt = r.int(16) ?? 0
+        j.fileNow = r.string(17)
+        j.destination = r.string(18)
+        return j
+    }
+
+    // MARK: - Plan and live counts
+
+    /// One batch of a job's plan, as `smsbatch jobs JOB` shows it.
+    public struct PlannedBatch: Sendable, Equatable {
+        public var batch: Int
+        public var part: Int
+        public var rows: Int
+        /// Requests the plan needs: rows grouped by product and time, `nodes_per_request` a request.
+        public var requests: Int
+        /// UTC seconds; nil = at once.
+        public var scheduledAt: Int64?
+        /// Promotional rows moved to the next promo-window opening.
+        public var deferred: Int
+        public init(batch: Int, part: Int, rows: Int, requests: Int, scheduledAt: Int64?, deferred: Int) {
+            (self.batch, self.part, self.rows, self.requests, self.scheduledAt, self.deferred) = (batch, part, rows, requests, scheduledAt, deferred)
+        }
+    }
+
+    /// Records a job's plan, replacing the one an earlier run of the job recorded.
+    public func recordPlan(jobID: String, _ batches: [PlannedBatch]) throws(LedgerError) {
+        try wrap {
+            try db.transaction { () throws(SQLiteError) in
+                try db.execute("DELETE FROM batches WHERE job_id = ?", [.text(jobID)])
+                for b in batches {
+                    try db.execute(
+                        #"INSERT INTO batches(job_id, batch, part, "rows", requests, scheduled_at, deferred) VALUES(?,?,?,?,?,?,?)"#,
+                        [.text(jobID), .integer(Int64(b.batch)), .integer(Int64(b.part)), .integer(Int64(b.rows)),
+                         .integer(Int64(b.requests)), b.scheduledAt.map { .integer($0) } ?? .null, .integer(Int64(b.deferred))])
+                }
+            }
+        }
+    }
+
+    /// The job's plan, batch by batch.
+    public func plan(jobID: String) throws(LedgerError) -> [PlannedBatch] {
+        try wrap {
+            try db.query(#"SELECT batch, part, "rows", requests, scheduled_at, deferred FROM batches WHERE job_id = ? ORDER BY batch"#, [.text(jobID)])
+        }.map { r in
+            PlannedBatch(batch: r.int(0) ?? 0, part: r.int(1) ?? 0, rows: r.int(2) ?? 0, requests: r.int(3) ?? 0,
+                         scheduledAt: r.int64(4), deferred: r.int(5) ?? 0)
+        }
+    }
+
+    /// What the provider has done with a job's rows so far, from the recorded answers.
+    public struct SendCounts: Sendable, Equatable {
+        /// Requests made (every attempt counts).
+        public var requests = 0
+        /// Rows the provider accepted.
+        public var submitted = 0
+        /// Rows whose last answer was a failure (final 4xx, or retries used up).
+        public var failed = 0
+        /// Rows of requests that went out and have no answer: in flight now, or, when no
+        /// process runs the job, in doubt until looked up.
+        public var inDoubt = 0
+        public init() {}
+    }
+
+    /// Live counts of a job, in total and per batch.
+    public func sendCounts(jobID: String) throws(LedgerError) -> (total: SendCounts, batches: [Int: SendCounts]) {
+        var batches: [Int: SendCounts] = [:]
+        let states = try wrap {
+            try db.query(
+                #"SELECT batch, state, COUNT(*) FROM messages WHERE job_id = ? AND state IN ('submitted', 'failed') GROUP BY batch, state"#,
+                [.text(jobID)])
+        }
+        for r in states {
+            let batch = r.int(0) ?? 0, n = r.int(2) ?? 0
+            if r.string(1) == "submitted" { batches[batch, default: SendCounts()].submitted += n } else { batches[batch, default: SendCounts()].failed += n }
+        }
+        let requests = try wrap {
+            try db.query(
+                "SELECT batch, COUNT(*), SUM(CASE WHEN state = 'intent' THEN row_count ELSE 0 END) FROM requests WHERE job_id = ? GROUP BY batch",
+                [.text(jobID)])
+        }
+        for r in requests {
+            let batch = r.int(0) ?? 0
+            batches[batch, default: SendCounts()].requests += r.int(1) ?? 0
+            batches[batch, default: SendCounts()].inDoubt += r.int(2) ?? 0
+        }
+        var total = SendCounts()
+        for b in batches.values {
+            total.requests += b.requests
+            total.submitted += b.submitted
+            total.failed += b.failed
+            total.inDoubt += b.inDoubt
+        }
+        return (total, batches)
     }
 
     // MARK: - Requests
@@ -253,12 +435,24 @@ public final class Ledger: @unchecked Sendable {
     /// statement, one transaction), so after a crash the rows are in doubt, never unknown.
     ///
     /// - Throws: `LedgerError` (SQLITE_CONSTRAINT) when the job is not in the ledger.
-    func recordIntent(jobID: String, batch: Int, rows: [Int]) throws(LedgerError) -> Int64 {
-        let id = try wrap {
-            try db.query(
-                #"INSERT INTO requests(job_id, batch, "rows", state, created_at) VALUES(?, ?, ?, 'intent', ?) RETURNING id"#,
-                [.text(jobID), .integer(Int64(batch)), .blob(RowListCodec.encode(rows)), .integer(Self.wallClock())])
-        }.first?.int64(0)
+    /// `retrying`: rows of the request whose earlier answer was a failure; they count as in
+    /// flight again, not as failed, until this request is answered.
+    ///
+    /// - Throws: `LedgerError` (SQLITE_CONSTRAINT) when the job is not in the ledger.
+    func recordIntent(jobID: String, batch: Int, rows: [Int], retrying: [Int] = []) throws(LedgerError) -> Int64 {
+        let insert = #"INSERT INTO requests(job_id, batch, "rows", row_count, state, created_at) VALUES(?, ?, ?, ?, 'intent', ?) RETURNING id"#
+        let values: [SQLiteValue] = [.text(jobID), .integer(Int64(batch)), .blob(RowListCodec.encode(rows)), .integer(Int64(rows.count)),
+                                     .integer(Self.wallClock())]
+        let id = try wrap { () throws(SQLiteError) -> Int64? in
+            guard !retrying.isEmpty else { return try db.query(insert, values).first?.int64(0) }
+            return try db.transaction { () throws(SQLiteError) -> Int64? in
+                for row in retrying {
+                    try db.execute(#"UPDATE messages SET state = 'in_flight' WHERE job_id = ? AND "row" = ? AND state = 'failed'"#,
+                                   [.text(jobID), .integer(Int64(row))])
+                }
+                return try db.query(insert, values).first?.int64(0)
+            }
+        }
         guard let id else { throw LedgerError(path: path, code: 0, message: "no id for the request of job \(jobID)") }
         return id
     }
@@ -276,6 +470,9 @@ public final class Ledger: @unchecked Sendable {
                     "UPDATE requests SET state = 'answered', http_status = ?, results = ?, answered_at = ? WHERE id = ?",
                     [httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(OutcomeCodec.encode(outcomes)),
                      .integer(Self.wallClock()), .integer(requestID)])
+                if changed > 0 && !outcomes.isEmpty, let request = try db.query("SELECT job_id, batch FROM requests WHERE id = ?", [.integer(requestID)]).first {
+                    try Self.upsertMessages(db, jobID: request.string(0) ?? "", batch: request.int(1) ?? 0, outcomes)
+                }
                 if let sent {
                     for d in sent.digests {
                         try db.execute(
@@ -287,6 +484,21 @@ public final class Ledger: @unchecked Sendable {
             }
         }
         if changed == 0 { throw LedgerError(path: path, code: 0, message: "no request \(requestID)") }
+    }
+
+    /// Each row's latest state in `messages`; a submitted row stays submitted (a later failure
+    /// of a re-send cannot undo an accepted message).
+    static func upsertMessages(_ db: SQLiteDatabase, jobID: String, batch: Int, _ outcomes: [RowOutcome]) throws(SQLiteError) {
+        for o in outcomes {
+            try db.execute(
+                #"""
+                INSERT INTO messages(job_id, "row", batch, state, message_id) VALUES(?, ?, ?, ?, ?)
+                ON CONFLICT(job_id, "row") DO UPDATE SET state = excluded.state, message_id = excluded.message_id
+                WHERE messages.state <> 'submitted'
+                """#,
+                [.text(jobID), .integer(Int64(o.row)), .integer(Int64(batch)), .text(o.submitted ? "submitted" : "failed"),
+                 o.messageId.isEmpty ? .null : .text(o.messageId)])
+        }
     }
 
     /// The job's requests that went out (or were about to) and were never answered, oldest
@@ -326,20 +538,6 @@ public final class Ledger: @unchecked Sendable {
     }
 
     // MARK: - Sent index (dedupe.window)
-
-    /// Adds the digests of messages the provider accepted at `at` (UTC s), in one transaction.
-    func recordSent(jobID: String, digests: [(hi: UInt64, lo: UInt64)], at: Int64) throws(LedgerError) {
-        guard !digests.isEmpty else { return }
-        try wrap {
-            try db.transaction { () throws(SQLiteError) in
-                for d in digests {
-                    try db.execute(
-                        "INSERT INTO sent_index(hi, lo, sent_at, job_id) VALUES(?, ?, ?, ?)",
-                        [.integer(Int64(bitPattern: d.hi)), .integer(Int64(bitPattern: d.lo)), .integer(at), .text(jobID)])
-                }
-            }
-        }
-    }
 
     /// Every digest sent at or after `since` (UTC s), to preload the in-memory repeat set.
     /// Entries of `excludingJob` are left out: a resumed job is no repeat of itself.

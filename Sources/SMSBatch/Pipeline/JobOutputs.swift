@@ -3,7 +3,7 @@ import Foundation
 /// The folder a job writes into. With `--out DIR` that folder itself; otherwise a staging
 /// folder in the outbox that becomes `outbox/<job id>/` by one rename once the job id (which
 /// needs the whole file's SHA-256) is known and every file is complete.
-final class JobOutputs {
+final class JobOutputs: Sendable {
     let dir: String
     private let outbox: String?
 
@@ -30,6 +30,16 @@ final class JobOutputs {
     /// The lock a process holds while it runs the job whose outputs are in `dir`.
     static func lockPath(_ dir: String) -> String { (dir as NSString).appendingPathComponent(".job.lock") }
 
+    /// Whether a process is running the job whose outputs are in `dir` (holds its lock).
+    /// Never creates the lock file.
+    public static func isHeld(_ dir: String?) -> Bool {
+        guard let dir else { return false }
+        let fd = open(lockPath(dir), O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        return flock(fd, LOCK_SH | LOCK_NB) != 0
+    }
+
     /// The send queue's name in the job folder (hidden: it is working state, not a result).
     static let queueName = ".send-queue"
 
@@ -52,14 +62,19 @@ final class JobOutputs {
         }
     }
 
+    /// Writes summary.json (under a temporary name, renamed when complete).
+    func writeSummary(_ summary: JobSummary) throws(ReportError) {
+        var file = try OutputFile(path: path("summary.json"))
+        try file.write(summary.json.rendered(indent: 2) + "\n")
+        try file.commit()
+    }
+
     /// Writes summary.json last and moves a staged folder into place. Returns the folder.
     func publish(jobID: String, summary: inout JobSummary) throws(ReportError) -> String {
         var final = dir
         if let outbox { final = (outbox as NSString).appendingPathComponent(jobID) }
         summary.outputDir = final
-        var file = try OutputFile(path: path("summary.json"))
-        try file.write(summary.json.rendered(indent: 2) + "\n")
-        try file.commit()
+        try writeSummary(summary)
         if outbox != nil {
             if FileManager.default.fileExists(atPath: final) { try? FileManager.default.removeItem(atPath: final) }
             if rename(dir, final) != 0 { throw ReportError(path: final, errno: errno) }

@@ -19,20 +19,20 @@ public struct JobResult: Sendable {
 
     /// Stopped by a signal, or unable to confirm earlier requests: the file stays in
     /// processing/ and the job resumes on the next start.
-    public let interrupted: Bool
+    public var interrupted: Bool { summary.status == .interrupted }
 
-    init(summary: JobSummary, credentialsRefused: Bool = false, interrupted: Bool = false) {
+    init(summary: JobSummary, sendEnd: SendStageEnd? = nil) {
         self.summary = summary
-        self.interrupted = interrupted
-        if interrupted {
-            exitCode = 0  // SPEC §10: a signal ends the run cleanly; the job resumes next time
-        } else if credentialsRefused {
-            exitCode = 77
-        } else {
+        switch sendEnd {
+        case .interrupted: exitCode = 0  // SPEC §10: a signal ends the run cleanly; the job resumes next time
+        case .credentialsRefused: exitCode = 77
+        case .wrongEndpoint: exitCode = 78
+        case .unreachable: exitCode = 69
+        case .ran, nil:
             switch summary.status {
-            case .completed: exitCode = 0
+            case .completed, .interrupted: exitCode = 0
             case .rejected: exitCode = 65
-            case .partial, .failed: exitCode = 69
+            case .partial, .failed, .running, .sending: exitCode = 69
             }
         }
     }
@@ -126,24 +126,25 @@ public final class JobRunner {
         // under a lock, so two processes given the same content never both start a job.
         let ledger = try openLedger()
         do { _ = try InputFile(path: path) } catch { throw .input(error) }
+        // Taken before hashing: any write from here on shows in the size or mtime.
+        let snapshot = FileSnapshot(path: path)
         guard let sha = FileDigest.sha256(path: path) else { throw .input(InputError(path: path, reason: "cannot read: \(String(cString: strerror(errno)))")) }
         let decision = await FileLock.exclusive(config.statePath + ".lock")
         defer { decision?.release() }
         let previous: JobRecord?
         do { previous = try ledger.latestJob(sha256: sha) } catch { throw .ledger(error) }
         if let previous {
-            switch previous.status {
-            case "completed" where !options.force:
+            if previous.status == .completed && !options.force {
                 return try recordRepeat(of: previous, path: path, sha: sha, outDir: outDir, ledger: ledger)
-            case "running", "sending", "partial", "failed":
+            }
+            if previous.status.isResumable {
                 guard let dir = previous.outputDir, let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
                     throw .busy("\(path): job \(previous.id) for the same content is running in another process")
                 }
                 decision?.release()
                 progress.warn("\(path): resuming job \(previous.id)")
                 return try await runJob(path: path, plan: JobPlan(id: previous.id, sha: sha, clock: previous.clock, dir: dir,
-                                                                  ledger: ledger, lock: lock))
-            default: break
+                                                                  ledger: ledger, lock: lock, snapshot: snapshot))
             }
         }
         let (id, clock) = freshJobID(sha: sha, ledger: ledger)
@@ -152,10 +153,10 @@ public final class JobRunner {
             throw .busy("\(dir): another process is writing a job into this folder")
         }
         do {
-            try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "running", clock: clock, outputDir: dir, startedAt: now))
+            try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: .running, clock: clock, outputDir: dir, startedAt: now))
         } catch { throw .ledger(error) }
         decision?.release()
-        return try await runJob(path: path, plan: JobPlan(id: id, sha: sha, clock: clock, dir: dir, ledger: ledger, lock: lock))
+        return try await runJob(path: path, plan: JobPlan(id: id, sha: sha, clock: clock, dir: dir, ledger: ledger, lock: lock, snapshot: snapshot))
     }
 
     /// How a job runs: its id and clock when known in advance (sending), where its outputs go.
@@ -168,6 +169,8 @@ public final class JobRunner {
         var ledger: Ledger?
         /// Held while the job runs: a second process never works on the same job.
         var lock: FileLock? = nil
+        /// The file's size and mtime when it was taken, before it was hashed.
+        var snapshot: FileSnapshot? = nil
     }
 
     var outbox: String { (config.watch.root as NSString).appendingPathComponent("outbox") }
@@ -212,7 +215,7 @@ public final class JobRunner {
         summary.repeatOf = previous.id
         summary.warnings.append("the same content was sent by job \(previous.id); nothing sent (use --force to send it again)")
         do {
-            try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: "completed", clock: clock, outputDir: dir,
+            try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: .completed, clock: clock, outputDir: dir,
                                            repeatOf: previous.id, startedAt: clock, finishedAt: clock))
             let outputs = try JobOutputs(config: config, outDir: dir, keepBatches: true)
             summary.outputDir = try outputs.publish(jobID: id, summary: &summary)
@@ -251,6 +254,7 @@ public final class JobRunner {
                 job.rejectFile(.fileTooLarge, "\(file.size) bytes, over input.max_file_bytes (\(config.input.maxFileBytes))")
             } else {
                 try job.ingest(file)
+                if let change = plan.snapshot?.change(path: path) { job.rejectFile(.unreadable, change) }
             }
             let sha = plan.sha ?? file.finishDigest()
             job.summary.sha256 = sha
@@ -261,25 +265,45 @@ public final class JobRunner {
             throw .report(error)
         }
         var summary = job.summary
-        var credentialsRefused = false
-        var interrupted = false
+        let sending = plan.ledger != nil && summary.rejectReason == nil
+        var stage: SendStage?
         if let ledger = plan.ledger {
+            summary.destination = ProviderEndpoint.name(of: config.send.endpoint)
+            if sending {
+                let send = SendStage(config: config, outputs: outputs, ledger: ledger, progress: progress)
+                await send.connect(jobID: summary.job, clock: started) { () throws(SendError) in try provider() }
+                if let latency = send.latency {
+                    summary.measuredLatency = latency
+                    summary.estimatedSendSeconds = Int(SendEstimate(config.send, latency: latency)
+                        .seconds(requestsPerBatch: summary.plan.map(\.requests)).rounded(.up))
+                }
+                // The last look before the first request: a file still being written is not sent.
+                if let change = plan.snapshot?.change(path: path) {
+                    summary.rejectFile(.unreadable, change)
+                    progress.warn("\(path): error: file rejected: unreadable: \(change)")
+                    unlink(outputs.path(JobOutputs.queueName))
+                } else {
+                    stage = send
+                }
+            }
             do {
-                try ledger.updateJob(id: summary.job, status: summary.rejectReason == nil ? "sending" : "rejected",
-                                     counts: counts(summary), outputDir: outputs.dir, finishedAt: nil)
+                try ledger.recordPlan(jobID: summary.job, summary.plan.map {
+                    Ledger.PlannedBatch(batch: $0.batch, part: $0.part, rows: $0.rows, requests: $0.requests,
+                                        scheduledAt: $0.scheduledAt, deferred: $0.deferred)
+                })
+                try ledger.updateJob(id: summary.job, status: stage != nil ? .sending : .rejected, counts: counts(summary),
+                                     outputDir: outputs.dir, destination: summary.destination)
             } catch { throw .ledger(error) }
         }
         onPlan?(summary)
+        var end: SendStageEnd?
         do {
-            if !options.dryRun && summary.rejectReason == nil {
-                (credentialsRefused, interrupted) = try await send(&summary, outputs, plan.ledger)
-            }
+            if let stage { end = try await stage.run(&summary) }
             let elapsed = ContinuousClock.now - clock
             summary.finishedAt = started + elapsed.components.seconds
             if let ledger = plan.ledger {
-                let status = interrupted ? "sending" : summary.status.rawValue
-                try ledger.updateJob(id: summary.job, status: status, counts: counts(summary), outputDir: outputs.dir,
-                                     finishedAt: interrupted ? nil : summary.finishedAt)
+                try ledger.updateJob(id: summary.job, status: summary.status, counts: counts(summary), outputDir: outputs.dir,
+                                     finishedAt: summary.status == .interrupted ? nil : summary.finishedAt)
             }
             summary.outputDir = try outputs.publish(jobID: summary.job, summary: &summary)
         } catch let e as ReportError {
@@ -291,12 +315,23 @@ public final class JobRunner {
             throw .report(ReportError(path: outputs.dir, errno: EIO))
         }
         progress.finish(path: path, summary: summary)
-        withExtendedLifetime(plan.lock) {}
-        return JobResult(summary: summary, credentialsRefused: credentialsRefused, interrupted: interrupted)
+        await release(plan.lock, dir: outputs.dir)
+        return JobResult(summary: summary, sendEnd: end)
     }
 
-    private func counts(_ s: JobSummary) -> (rows: Int, valid: Int, invalid: Int, duplicates: Int, toSend: Int, submitted: Int, failed: Int) {
-        (s.rows, s.valid, s.invalid, s.duplicates, s.toSend, s.submitted, s.failed)
+    /// Lets go of a job's lock and removes its file, under the ledger's decision lock: a
+    /// process deciding about the same job then either saw the lock held or finds no file.
+    private func release(_ lock: FileLock?, dir: String) async {
+        guard let lock else { return }
+        let decision = await FileLock.exclusive(config.statePath + ".lock")
+        unlink(JobOutputs.lockPath(dir))
+        lock.release()
+        decision?.release()
+    }
+
+    private func counts(_ s: JobSummary) -> Ledger.JobCounts {
+        Ledger.JobCounts(rows: s.rows, valid: s.valid, invalid: s.invalid, duplicates: s.duplicates, toSend: s.toSend,
+                         submitted: s.submitted, failed: s.failed, inDoubt: s.inDoubt)
     }
 
     // MARK: - Send
@@ -305,11 +340,12 @@ public final class JobRunner {
 
     /// The API base URL and token: the configured endpoint with the token from the
     /// environment, or the in-process sandbox (SPEC §8), started once per run.
-    private func provider() throws(SendError) -> (endpoint: String, token: String) {
+    private func provider() throws(SendError) -> ProviderEndpoint {
+        let name = ProviderEndpoint.name(of: config.send.endpoint)
         let token = ProcessInfo.processInfo.environment[config.send.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
         guard config.send.endpoint == "sandbox" else {
             guard let token else { throw .missingToken(config.send.tokenEnv) }
-            return (config.send.endpoint, token)
+            return ProviderEndpoint(url: config.send.endpoint, token: token, name: name)
         }
         let sandboxToken = token ?? "sandbox"
         if sandbox == nil {
@@ -323,55 +359,31 @@ public final class JobRunner {
             do { _ = try server.start() } catch { throw .unreachable("cannot start the built-in sandbox: \(error)") }
             sandbox = server
         }
-        return (sandbox!.endpoint, sandboxToken)
+        return ProviderEndpoint(url: sandbox!.endpoint, token: sandboxToken, name: name)
+    }
+}
+
+/// A file's size and modification time, to see whether it changed since it was taken.
+struct FileSnapshot: Equatable {
+    let size: Int64
+    let mtime: timespec
+
+    init?(path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        size = Int64(st.st_size)
+        mtime = st.st_mtim
     }
 
-    /// Sends the job's queue and fills in the batch files and the counts. Returns whether
-    /// the provider refused the credentials (exit 77).
-    private func send(_ summary: inout JobSummary, _ outputs: JobOutputs, _ ledger: Ledger?) async throws -> (refused: Bool, interrupted: Bool) {
-        let start = ContinuousClock.now
-        defer { summary.stageMs["send"] = Int((ContinuousClock.now - start) / .milliseconds(1)) }
-        let queuePath = outputs.path(JobOutputs.queueName)
-        var refusal: SendError? = nil
-        var sender: Sender? = nil
-        do {
-            let (endpoint, token) = try provider()
-            let client = ProviderClient(endpoint: endpoint, token: token, auth: config.send.auth,
-                                        timeout: config.send.timeout, concurrency: config.send.concurrency)
-            sender = Sender(config: config.send, jobID: summary.job, client: client, ledger: ledger, clock: summary.startedAt)
-            try await sender!.checkCredentials()
-        } catch {
-            refusal = error
-            progress.warn("\(summary.input): \(error.description)")
-        }
-        let reader = try SendQueueReader(path: queuePath)
-        var outcome: Sender.Outcome
-        if let sender, refusal == nil {
-            do {
-                outcome = try await sender.run(queue: reader, outputs: outputs)
-            } catch let e as SendError {
-                // The provider cannot confirm earlier unanswered requests: send nothing more now.
-                progress.warn("\(summary.input): \(e.description)")
-                summary.warnings.append(e.description)
-                outcome = Sender.Outcome()
-                outcome.interrupted = true
-            }
-        } else {
-            outcome = try Sender.writeUnsent(queue: reader, outputs: outputs, reason: refusal!.description)
-        }
-        summary.submitted = outcome.submitted
-        summary.failed = outcome.failed
-        summary.status = outcome.failed == 0 ? .completed : outcome.submitted == 0 ? .failed : .partial
-        if outcome.interrupted {
-            summary.status = .partial
-            summary.warnings.append("stopped before every row was sent; the job resumes on the next run")
-        } else {
-            unlink(queuePath)
-        }
-        if let refusal { summary.warnings.append(refusal.description) }
-        switch refusal {
-        case .credentialsRefused, .missingToken: return (true, false)
-        default: return (outcome.credentialsRefused, outcome.interrupted)
-        }
+    static func == (a: FileSnapshot, b: FileSnapshot) -> Bool {
+        a.size == b.size && a.mtime.tv_sec == b.mtime.tv_sec && a.mtime.tv_nsec == b.mtime.tv_nsec
+    }
+
+    /// Why the file at `path` is no longer what was taken, or nil when it is unchanged.
+    func change(path: String) -> String? {
+        guard let now = FileSnapshot(path: path) else { return "the file disappeared while it was being read" }
+        guard now != self else { return nil }
+        return "the file changed after it was taken (\(size) bytes, now \(now.size)): it was still being written; "
+            + "nothing was sent. Upload under a .part name and rename it when complete"
     }
 }

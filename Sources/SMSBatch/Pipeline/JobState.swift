@@ -43,8 +43,22 @@ struct JobState: ~Copyable {
     /// Messages earlier jobs sent within `dedupe.window` (SPEC §6 `repeat_within_window`).
     var recentlySent: Set<MessageDigest> = []
     private var batchOf: [Int] = []
-    private var batchTimes: (plain: Int64?, promo: Int64?) = (nil, nil)
-    private var batchTimeText: (plain: [UInt8], promo: [UInt8]) = ([], [])
+    /// The current batch's time (nil: at once) and its ISO text for batch files.
+    private var batchTime: Int64?
+    /// Rows of the current batch by product and time: the sender puts each such group in
+    /// requests of its own, so these give the real number of requests.
+    private var requestGroups: [RequestGroupKey: Int] = [:]
+    /// Per batch (index = number - 1): requests needed, groups, promotional rows deferred.
+    private var batchRequests: [Int] = []
+    private var batchGroups: [Int] = []
+    private var batchDeferred: [Int] = []
+    /// Promotional rows moved to a promo-window opening, by their new time.
+    private var deferredTo: [Int64: Int] = [:]
+
+    private struct RequestGroupKey: Hashable {
+        let product: UInt8
+        let time: Int64
+    }
 
     private enum Stage: Int { case ingest, validate, dedupe, split, send, report }
 
@@ -283,14 +297,26 @@ struct JobState: ~Copyable {
     private mutating func writeBatchRow(_ row: Int, batch: Int, _ v: ValidRow, _ digest: MessageDigest, _ block: borrowing RecordBlock) throws(ReportError) {
         if batch != batchNumber { try startBatch(batch) }
         let product = products[Int(v.product)]
-        // The row's own time (moved into the promo window for P), else its batch's time.
-        let ownTime: Int64? = v.scheduleAt == 0 ? nil : product.isPromotional ? deferredForPromo(v.scheduleAt) : v.scheduleAt
+        // The row's own time, else its batch's (nil: at once); a P time outside the promo
+        // window moves to the next opening (SPEC §6).
+        var time: Int64? = v.scheduleAt == 0 ? batchTime : v.scheduleAt
+        if product.isPromotional {
+            let base = time ?? now
+            // Most P rows share their batch's time: one zone computation per batch, not per row.
+            if promoCache?.base != base { promoCache = (base, deferredForPromo(base)) }
+            let moved = promoCache!.moved
+            if moved != base {
+                time = moved
+                deferredTo[moved, default: 0] += 1
+                batchDeferred[batch - 1] += 1
+            }
+        }
+        requestGroups[RequestGroupKey(product: v.product, time: time ?? 0), default: 0] += 1
         if queue != nil {
-            let time = ownTime ?? (product.isPromotional ? batchTimes.promo : batchTimes.plain) ?? 0
             try withSender(v, block, defaultSender) { sender throws(ReportError) in
                 try queue!.append(
                     row: row, batch: batch, product: product.codeBytes, encoding: v.encoding, segments: v.segments,
-                    recipient: v.recipient, scheduledAt: time, digest: digest, sender: sender,
+                    recipient: v.recipient, scheduledAt: time ?? 0, digest: digest, sender: sender,
                     message: block.bytes.slice(v.messageStart, v.messageEnd),
                     templateId: block.bytes.slice(v.templateStart, v.templateEnd),
                     entityId: block.bytes.slice(v.entityStart, v.entityEnd))
@@ -311,24 +337,32 @@ struct JobState: ~Copyable {
         } else {
             batchFile!.plain(",,")
         }
-        if let ownTime {
-            batchFile!.plain(UTCTime.isoBytes(ownTime))
-        } else {
-            batchFile!.plain(product.isPromotional ? batchTimeText.promo : batchTimeText.plain)
-        }
+        if let time { batchFile!.plain(time == batchTime ? batchTimeText : UTCTime.isoBytes(time)) }
         try batchFile!.endRow()
     }
 
+    private var batchTimeText: [UInt8] = []
+    private var promoCache: (base: Int64, moved: Int64)?
+
     private mutating func startBatch(_ number: Int) throws(ReportError) {
+        closeRequestGroups()
         if let f = batchFile.take() { closedBatches.append(try f.close()) }
         batchNumber = number
-        let time = planner.time(ofBatch: number)
-        let promoTime = deferredForPromo(time ?? now)
-        batchTimes = (time, time == nil && promoTime == now ? nil : promoTime)
-        batchTimeText = (batchTimes.plain.map(UTCTime.isoBytes) ?? [], batchTimes.promo.map(UTCTime.isoBytes) ?? [])
+        batchTime = planner.time(ofBatch: number)
+        batchTimeText = batchTime.map(UTCTime.isoBytes) ?? []
+        while batchRequests.count < number { batchRequests.append(0); batchGroups.append(0); batchDeferred.append(0) }
         if queue != nil { return }
         batchFile = try OutputFile(path: outputs.path(JobOutputs.batchName(number)))
         batchFile!.plain(JobOutputs.batchHeader)
+    }
+
+    /// Turns the current batch's groups into its number of requests.
+    private mutating func closeRequestGroups() {
+        guard batchNumber > 0 else { return }
+        let perRequest = max(1, config.send.nodesPerRequest)
+        batchRequests[batchNumber - 1] = requestGroups.values.reduce(0) { $0 + ($1 + perRequest - 1) / perRequest }
+        batchGroups[batchNumber - 1] = requestGroups.count
+        requestGroups.removeAll(keepingCapacity: true)
     }
 
     /// SPEC §6: a P message outside the promo window moves to the next opening when
@@ -354,6 +388,7 @@ struct JobState: ~Copyable {
                 rejectFile(.overCap, "\(summary.toSend) messages need \(planner.parts) parts under the caps and caps.over_cap is reject")
             }
         }
+        closeRequestGroups()
         if let f = batchFile.take() { closedBatches.append(try f.close()) }
         if planner.intervalStretched && planner.batches.count > 1 {
             summary.warnings.append("batches are \(planner.interval / 60) minutes apart, not split.interval: one batch takes that long to submit at send.requests_per_minute")
@@ -369,8 +404,14 @@ struct JobState: ~Copyable {
             summary.status = .completed
             summary.parts = planner.parts
             summary.batches = planner.batches.count
-            summary.plan = planner.batches.map { .init(batch: $0.number, part: $0.part, rows: $0.rows, scheduledAt: $0.scheduledAt) }
-            summary.estimatedSendSeconds = planner.estimatedSendSeconds(config.send)
+            summary.plan = planner.batches.map { b in
+                .init(batch: b.number, part: b.part, rows: b.rows, scheduledAt: b.scheduledAt,
+                      requests: batchRequests[b.number - 1], groups: batchGroups[b.number - 1], deferred: batchDeferred[b.number - 1])
+            }
+            summary.deferred = deferredTo.sorted { $0.key < $1.key }.map { .init(scheduledAt: $0.key, rows: $0.value) }
+            summary.noteDeferred(window: config.validate.promoWindow)
+            summary.noteRequestGroups(config.send)
+            summary.estimatedSendSeconds = Int(SendEstimate(config.send).seconds(requestsPerBatch: summary.plan.map(\.requests)).rounded(.up))
         }
         if rejects == nil { try openSideFiles() }
         if firstHeader == nil { rejects!.plain("row,reason,detail\n") }

@@ -38,6 +38,34 @@ public final class Progress: @unchecked Sendable {
         }
     }
 
+    private var lastSending = ContinuousClock.now
+    private var sendingShown = false
+
+    /// Called every 0.1 s while sending: a live line on a terminal (every half second), a
+    /// plain line at most every 5 s otherwise.
+    func sending(path: String, submitted: Int, of total: Int, failed: Int, rowsPerSecond: Double, secondsLeft: Double?,
+                 retries: Int, inDoubt: Int) {
+        guard !quiet else { return }
+        let every: Duration = live ? .milliseconds(500) : .seconds(5)
+        guard ContinuousClock.now - lastSending >= every else { return }
+        lastSending = .now
+        let left = secondsLeft.map { "about \(HumanSummary.duration(Int($0.rounded(.up)))) left" } ?? "time left not known yet"
+        let parts = ["sending: \(grouped(submitted)) of \(grouped(total)) submitted", "\(grouped(failed)) failed",
+                     "\(grouped(Int(rowsPerSecond.rounded()))) rows/s", left, "\(grouped(retries)) retries", "\(grouped(inDoubt)) in doubt"]
+        if live {
+            sendingShown = true
+            FileHandle.standardError.write(Data("\r\(path): \(parts.joined(separator: " · "))\u{1B}[K".utf8))
+        } else {
+            emit("\(path): \(parts.joined(separator: ", "))")
+        }
+    }
+
+    /// Ends the live sending line.
+    func endSending() {
+        if live && sendingShown { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        sendingShown = false
+    }
+
     func finish(path: String, summary: JobSummary) {
         if live && !quiet { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         emit("\(path): \(summary.status.rawValue), \(summary.rows) rows, outputs in \(summary.outputDir)")

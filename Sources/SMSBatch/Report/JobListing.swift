@@ -1,49 +1,110 @@
 import Foundation
 
+/// One job as `smsbatch jobs` shows it: the ledger's record with counts that are live while
+/// the job is unfinished, and its batches.
+public struct JobView: Sendable {
+    public var record: JobRecord
+    /// The status to show: a job the ledger says is underway that no process holds any more
+    /// was stopped by a kill or a crash: `interrupted`.
+    public var status: JobStatus
+    public var submitted: Int, failed: Int, inDoubt: Int
+    public var pending: Int { max(0, record.toSend - submitted - failed - inDoubt) }
+    public var batches: [Batch] = []
+
+    public struct Batch: Sendable {
+        public var plan: Ledger.PlannedBatch
+        public var sent: Ledger.SendCounts
+    }
+
+    /// Reads the job's state from the ledger: stored counts for a finished job, counts from
+    /// the recorded answers for an unfinished one; with `batches`, every batch's plan and counts.
+    public static func load(_ record: JobRecord, from ledger: Ledger, batches withBatches: Bool) throws(LedgerError) -> JobView {
+        var status = record.status
+        if status.isUnderway && !JobOutputs.isHeld(record.outputDir) { status = .interrupted }
+        var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
+        let live = record.repeatOf == nil && (status.isResumable || withBatches)
+        guard live else { return view }
+        let counts = try ledger.sendCounts(jobID: record.id)
+        if status.isResumable {
+            view.submitted = counts.total.submitted
+            view.failed = counts.total.failed
+            view.inDoubt = counts.total.inDoubt
+        }
+        if withBatches {
+            view.batches = try ledger.plan(jobID: record.id).map { Batch(plan: $0, sent: counts.batches[$0.batch] ?? Ledger.SendCounts()) }
+        }
+        return view
+    }
+
+    var json: JSONValue {
+        let j = record
+        return .object([
+            ("job", .string(j.id)), ("file", .string(j.fileNow ?? j.input)), ("sha256", .string(j.sha256)),
+            ("status", .string(status.rawValue)), ("repeat_of", j.repeatOf.map { .string($0) } ?? .null),
+            ("destination", j.destination.map { .string($0) } ?? .null),
+            ("rows", .int(j.rows)), ("valid", .int(j.valid)), ("invalid", .int(j.invalid)), ("duplicates", .int(j.duplicates)),
+            ("to_send", .int(j.toSend)), ("submitted", .int(submitted)), ("failed", .int(failed)), ("in_doubt", .int(inDoubt)),
+            ("pending", .int(pending)), ("started_at", .string(UTCTime.iso(j.startedAt))),
+            ("finished_at", j.finishedAt.map { .string(UTCTime.iso($0)) } ?? .null), ("outputs", j.outputDir.map { .string($0) } ?? .null),
+            ("batches", .array(batches.map { b in
+                .object([
+                    ("batch", .int(b.plan.batch)), ("part", .int(b.plan.part)), ("rows", .int(b.plan.rows)),
+                    ("requests_planned", .int(b.plan.requests)), ("requests", .int(b.sent.requests)),
+                    ("submitted", .int(b.sent.submitted)), ("failed", .int(b.sent.failed)), ("in_doubt", .int(b.sent.inDoubt)),
+                    ("scheduled_at", b.plan.scheduledAt.map { .string(UTCTime.iso($0)) } ?? .null),
+                    ("deferred_rows", .int(b.plan.deferred)),
+                ])
+            })),
+        ])
+    }
+}
+
 /// What `smsbatch jobs` prints.
 public enum JobListing {
-    public static func table(_ jobs: [JobRecord]) -> String {
+    public static func table(_ jobs: [JobView]) -> String {
         if jobs.isEmpty { return "no jobs yet" }
         var table = TextTable([("JOB", .left), ("STATUS", .left), ("ROWS", .right), ("TO_SEND", .right),
-                               ("SUBMITTED", .right), ("FAILED", .right), ("STARTED", .left), ("FINISHED", .left),
-                               ("FILE", .left)])
-        for j in jobs {
-            table.add([j.id, j.repeatOf != nil ? "repeat" : j.status, grouped(j.rows), grouped(j.toSend),
-                       grouped(j.submitted), grouped(j.failed), UTCTime.iso(j.startedAt),
-                       j.finishedAt.map(UTCTime.iso) ?? "-", j.input])
+                               ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("STARTED", .left),
+                               ("FINISHED", .left), ("FILE", .left)])
+        for v in jobs {
+            let j = v.record
+            table.add([j.id, j.repeatOf != nil ? "repeat" : v.status.rawValue, grouped(j.rows), grouped(j.toSend),
+                       grouped(v.submitted), grouped(v.failed), grouped(v.inDoubt), UTCTime.iso(j.startedAt),
+                       j.finishedAt.map(UTCTime.iso) ?? "-", j.fileNow ?? j.input])
         }
         return table.rendered
     }
 
-    /// One job and its batches, from the ledger and the batch files in its output folder.
-    public static func detail(_ j: JobRecord) -> String {
+    /// One job and every batch, from the ledger.
+    public static func detail(_ v: JobView) -> String {
+        let j = v.record
+        var status = v.status.rawValue
+        if let first = j.repeatOf { status += " (repeat of \(first): nothing sent)" }
+        if v.status == .interrupted { status += " (no process is running it; give the same file again to resume)" }
         var lines = [
-            "job        \(j.id)", "file       \(j.input)", "sha256     \(j.sha256)",
-            "status     \(j.status)\(j.repeatOf.map { " (repeat of \($0): nothing sent)" } ?? "")",
-            "rows       \(j.rows): valid \(j.valid), invalid \(j.invalid), duplicates \(j.duplicates), to send \(j.toSend)",
-            "sent       submitted \(j.submitted), failed \(j.failed)",
-            "started    \(UTCTime.iso(j.startedAt))", "finished   \(j.finishedAt.map(UTCTime.iso) ?? "-")",
-            "outputs    \(j.outputDir ?? "-")",
+            "job          \(j.id)", "file         \(j.fileNow ?? j.input)", "sha256       \(j.sha256)",
+            "status       \(status)", "sends to     \(j.destination ?? "-")",
+            "rows         \(grouped(j.rows)): valid \(grouped(j.valid)), invalid \(grouped(j.invalid)), duplicates \(grouped(j.duplicates)), to send \(grouped(j.toSend))",
+            "sent         submitted \(grouped(v.submitted)), failed \(grouped(v.failed)), in doubt \(grouped(v.inDoubt)), pending \(grouped(v.pending))",
+            "started      \(UTCTime.iso(j.startedAt))", "finished     \(j.finishedAt.map(UTCTime.iso) ?? "-")",
+            "outputs      \(j.outputDir ?? "-")",
         ]
-        guard let dir = j.outputDir else { return lines.joined(separator: "\n") }
-        let batches = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/batches")) ?? [])
-            .filter { $0.hasPrefix("batch-") && $0.hasSuffix(".csv") }.sorted()
-        if !batches.isEmpty { lines.append("BATCH            ROWS  SUBMITTED  FAILED  DRY_RUN  SCHEDULED") }
-        for b in batches {
-            guard let text = try? String(contentsOfFile: dir + "/batches/" + b, encoding: .utf8) else { continue }
-            var rows = 0, submitted = 0, failed = 0, dry = 0
-            var scheduled = ""
-            for line in text.split(separator: "\n").dropFirst() {
-                rows += 1
-                if line.contains(",submitted,") { submitted += 1 } else if line.contains(",failed,") { failed += 1 } else if line.contains(",dry_run,") { dry += 1 }
-                if scheduled.isEmpty, let last = line.split(separator: ",", omittingEmptySubsequences: false).last { scheduled = String(last) }
+        if !v.batches.isEmpty {
+            var table = TextTable([("BATCH", .right), ("PART", .right), ("ROWS", .right), ("REQUESTS", .right), ("PLANNED", .right),
+                                   ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("SCHEDULED", .left)])
+            for b in v.batches {
+                let time = b.plan.scheduledAt.map(UTCTime.iso) ?? "at once"
+                table.add([String(b.plan.batch), String(b.plan.part), grouped(b.plan.rows), grouped(b.sent.requests),
+                           grouped(b.plan.requests), grouped(b.sent.submitted), grouped(b.sent.failed), grouped(b.sent.inDoubt),
+                           time + (b.plan.deferred > 0 ? " (\(grouped(b.plan.deferred)) P rows deferred to the promo window)" : "")])
             }
-            lines.append("\(b.padding(toLength: 14, withPad: " ", startingAt: 0)) \(String(rows).leftPad(6)) \(String(submitted).leftPad(10)) \(String(failed).leftPad(7)) \(String(dry).leftPad(8))  \(scheduled.isEmpty ? "at once" : scheduled)")
+            lines.append("")
+            lines.append(table.rendered)
         }
         return lines.joined(separator: "\n")
     }
-}
 
-extension String {
-    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+    /// `--json`: one job, or the list.
+    public static func json(_ jobs: [JobView]) -> String { JSONValue.array(jobs.map(\.json)).rendered(indent: 2) }
+    public static func json(_ job: JobView) -> String { job.json.rendered(indent: 2) }
 }

@@ -1,6 +1,6 @@
 /// What a job did (summary.json, SPEC §7).
 public struct JobSummary: Sendable {
-    public enum Status: String, Sendable { case completed, partial, rejected, failed }
+    public typealias Status = JobStatus
 
     public var job = ""
     public var input = ""
@@ -19,13 +19,25 @@ public struct JobSummary: Sendable {
     public var batches = 0
     public var submitted = 0
     public var failed = 0
+    /// Rows of requests that went out without an answer: looked up before anything is sent again.
+    public var inDoubt = 0
+    /// Rows to send that no request has carried yet (or that were not sent after a stop).
+    public var pending = 0
+    /// Where the rows go: "built-in sandbox", the endpoint's host, or nil for a dry run.
+    public var destination: String?
     public var stageMs: [String: Int] = [:]
     public var startedAt: Int64 = 0
     public var finishedAt: Int64 = 0
     public var dryRun = true
     public var kind: CampaignKind = .bulk
     public var plan: [PlanEntry] = []
+    /// An estimate (see `SendEstimate`): the request rate, requests in flight and, once
+    /// measured, the provider's answer time.
     public var estimatedSendSeconds = 0
+    /// Seconds the provider took to answer `auth/me`, when sending (the estimate uses it).
+    public var measuredLatency: Double?
+    /// Promotional rows moved to the next promo-window opening, by new time.
+    public var deferred: [DeferredEntry] = []
     public var warnings: [String] = []
     public var outputDir = ""
     /// The completed job whose content this file repeats (nothing sent).
@@ -37,9 +49,56 @@ public struct JobSummary: Sendable {
         public var rows: Int
         /// UTC seconds; nil = at once.
         public var scheduledAt: Int64?
+        /// Requests the batch needs: its rows grouped by product and time, at most
+        /// `nodes_per_request` a request.
+        public var requests = 0
+        /// Groups of one product and one time in the batch.
+        public var groups = 0
+        /// Promotional rows of the batch moved to a promo-window opening.
+        public var deferred = 0
+    }
+
+    public struct DeferredEntry: Sendable, Equatable {
+        /// The opening they go at (UTC seconds).
+        public var scheduledAt: Int64
+        public var rows: Int
     }
 
     public var toSend: Int { valid - duplicates }
+    public var plannedRequests: Int { plan.reduce(0) { $0 + $1.requests } }
+    public var deferredRows: Int { deferred.reduce(0) { $0 + $1.rows } }
+
+    /// Rejects the file as a whole after the plan was made: no batch goes out.
+    mutating func rejectFile(_ reason: FileRejectReason, _ detail: String) {
+        status = .rejected
+        rejectReason = reason
+        rejectDetail = detail
+        batches = 0
+        plan = []
+        deferred = []
+        estimatedSendSeconds = 0
+    }
+
+    /// Warns when promotional rows were moved out of the time they would have gone.
+    mutating func noteDeferred(window: PromoWindow) {
+        guard let first = deferred.first, let last = deferred.last else { return }
+        func hhmm(_ m: Int) -> String { String(format: "%02d:%02d", m / 60, m % 60) }
+        let to = deferred.count == 1 ? UTCTime.iso(first.scheduledAt)
+            : "\(deferred.count) openings from \(UTCTime.iso(first.scheduledAt)) to \(UTCTime.iso(last.scheduledAt))"
+        warnings.append("\(grouped(deferredRows)) promotional (P) rows fall outside the promo window "
+            + "\(hhmm(window.startMinute))-\(hhmm(window.endMinute)) \(window.timezone): deferred to \(to)")
+    }
+
+    /// Warns when rows' own times (or products) split batches into many more requests than
+    /// `nodes_per_request` alone would: sending then takes that much longer.
+    mutating func noteRequestGroups(_ send: SendConfig) {
+        let perRequest = max(1, send.nodesPerRequest)
+        let packed = plan.reduce(0) { $0 + ($1.rows + perRequest - 1) / perRequest }
+        let groups = plan.reduce(0) { $0 + $1.groups }
+        guard plannedRequests > 4 * packed else { return }
+        warnings.append("rows with their own schedule_at (or product) split \(grouped(toSend)) rows into \(grouped(plannedRequests)) requests "
+            + "instead of \(grouped(packed)): \(grouped(groups)) groups of one product and one time each go in requests of their own")
+    }
 
     static let stages = ["ingest", "validate", "dedupe", "split", "send", "report"]
 
@@ -64,18 +123,28 @@ public struct JobSummary: Sendable {
             ("batches", .int(batches)),
             ("submitted", .int(submitted)),
             ("failed", .int(failed)),
+            ("in_doubt", .int(inDoubt)),
+            ("pending", .int(pending)),
             ("stage_ms", .object(JobSummary.stages.map { ($0, .int(stageMs[$0] ?? 0)) })),
             ("started_at", .string(UTCTime.iso(startedAt))),
             ("finished_at", .string(UTCTime.iso(finishedAt))),
             ("dry_run", .bool(dryRun)),
             ("kind", .string(kind.rawValue)),
+            ("destination", destination.map { .string($0) } ?? .null),
             ("estimated_send_seconds", .int(estimatedSendSeconds)),
+            ("measured_latency_ms", measuredLatency.map { .int(Int(($0 * 1000).rounded())) } ?? .null),
+            ("requests", .int(plannedRequests)),
             ("plan", .array(plan.map { p in
                 .object([
-                    ("batch", .int(p.batch)), ("part", .int(p.part)), ("rows", .int(p.rows)),
+                    ("batch", .int(p.batch)), ("part", .int(p.part)), ("rows", .int(p.rows)), ("requests", .int(p.requests)),
                     ("scheduled_at", p.scheduledAt.map { .string(UTCTime.iso($0)) } ?? .null),
+                    ("deferred_rows", .int(p.deferred)),
                 ])
             })),
+            ("deferred", .object([
+                ("rows", .int(deferredRows)),
+                ("to", .array(deferred.map { .object([("scheduled_at", .string(UTCTime.iso($0.scheduledAt))), ("rows", .int($0.rows))]) })),
+            ])),
             ("repeat_of", repeatOf.map { .string($0) } ?? .null),
             ("warnings", .array(warnings.map { .string($0) })),
         ])

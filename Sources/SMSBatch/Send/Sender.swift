@@ -35,12 +35,15 @@ public enum SendError: Error, CustomStringConvertible, Sendable {
     case missingToken(String)
     /// The provider could not be reached to check the token (exit 69).
     case unreachable(String)
+    /// `auth/me` answered 404: `send.endpoint` is not the API's base URL (exit 78).
+    case wrongEndpoint(String)
 
     public var description: String {
         switch self {
         case .credentialsRefused(let m): "error: the provider refused the credentials: \(m)"
         case .missingToken(let v): "error: no access token: set the environment variable \(v) (send.token_env)"
-        case .unreachable(let m): "error: cannot reach the provider: \(m)"
+        case .unreachable(let m): "error: cannot reach the provider at send.endpoint: \(m)"
+        case .wrongEndpoint(let m): "error: send.endpoint is not the provider's API: \(m)"
         }
     }
 }
@@ -67,8 +70,12 @@ final class Sender: Sendable {
     /// The job's clock, recorded as the send time of accepted messages (dedupe.window).
     let clock: Int64
     private let trouble = Mutex<LedgerError?>(nil)
+    /// What the progress line and the live estimate read.
+    let progress: SendProgress
 
-    init(config: SendConfig, jobID: String, client: ProviderClient, ledger: Ledger? = nil, clock: Int64 = 0) {
+    init(config: SendConfig, jobID: String, client: ProviderClient, ledger: Ledger? = nil, clock: Int64 = 0,
+         progress: SendProgress = SendProgress()) {
+        self.progress = progress
         self.config = config
         self.jobID = jobID
         self.client = client
@@ -81,19 +88,27 @@ final class Sender: Sendable {
     /// Checks the token before anything is sent.
     /// - Throws: `SendError.credentialsRefused` on 401/403 or a non-JSON answer,
     ///   `.unreachable` when no answer came after `max_attempts`.
-    func checkCredentials() async throws(SendError) {
+    /// - Returns: the seconds `auth/me` took to answer: the provider's answer time, which
+    ///   the send estimate uses.
+    @discardableResult
+    func checkCredentials() async throws(SendError) -> Double {
         var last = ""
         for attempt in 1...config.maxAttempts {
             await lookupLimiter.acquire()
+            let started = ContinuousClock.now
             switch await client.get("auth/me") {
             case .success(let reply):
                 if reply.status == 401 || reply.status == 403 {
                     throw .credentialsRefused("auth/me answered \(reply.status) \(reply.errorCodeAndMessage.1)")
                 }
+                if reply.status == 404 {
+                    // A path problem, not a passing fault: retrying cannot help.
+                    throw .wrongEndpoint("auth/me answered 404 Not Found; send.endpoint must be the API's base URL, ending in /api/v2/ (such as https://portal.mobtexting.com/api/v2/)")
+                }
                 if reply.status == 429 { await lookupLimiter.pause(for: reply.retryAfter ?? 1); continue }
                 if (200..<300).contains(reply.status) {
                     guard reply.json != nil else { throw .credentialsRefused("auth/me did not answer JSON (a login page?)") }
-                    return
+                    return (ContinuousClock.now - started).seconds
                 }
                 last = "auth/me answered \(reply.status)"
             case .failure(let f):
@@ -113,6 +128,9 @@ final class Sender: Sendable {
         var credentialsRefused = false
         /// SIGINT/SIGTERM: the job stopped between requests and resumes on the next start.
         var interrupted = false
+        /// Rows written to batch files as failed with no request behind them (`NOT_SENT`,
+        /// `LEDGER`): the ledger has no answer for them.
+        var unrecorded = 0
     }
 
     /// Sends every row of the queue not yet settled in the ledger and writes
@@ -142,7 +160,9 @@ final class Sender: Sendable {
                 }
             }
             if !open.isEmpty {
-                let sent = outcome.credentialsRefused ? open.map { _ in Sender.notSent } : await send(batch: open.map { rows[$0] })
+                // Rows an earlier run failed count as in flight again, not failed, while re-sent.
+                let retrying = Set(open.compactMap { settled[rows[$0].row] != nil ? rows[$0].row : nil })
+                let sent = outcome.credentialsRefused ? open.map { _ in Sender.notSent } : await send(batch: open.map { rows[$0] }, retrying: retrying)
                 for (i, r) in zip(open, sent) { results[i] = r }
             }
             if let error = trouble.withLock({ $0 }) { throw error }
@@ -152,8 +172,10 @@ final class Sender: Sendable {
             }
             for r in results {
                 if r!.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
+                if r!.errorCode == "NOT_SENT" || r!.errorCode == "LEDGER" { outcome.unrecorded += 1 }
                 if r!.httpStatus == 401 || r!.httpStatus == 403 { outcome.credentialsRefused = true }
             }
+            progress.batchDone()
             try Sender.writeBatch(batch, rows, results.map { $0! }, outputs)
         }
         return outcome
@@ -192,6 +214,7 @@ final class Sender: Sendable {
         var outcome = Outcome()
         while let rows = queue.nextBatch() {
             outcome.failed += rows.count
+            outcome.unrecorded += rows.count
             let result = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: reason)
             try writeBatch(rows[0].batch, rows, rows.map { _ in result }, outputs)
         }
@@ -201,7 +224,7 @@ final class Sender: Sendable {
     static let notSent = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: "not sent: the provider refused the credentials earlier in the job")
 
     /// Sends one batch: requests by product and time, `concurrency` at a time.
-    private func send(batch rows: [QueuedRow]) async -> [RowResult] {
+    private func send(batch rows: [QueuedRow], retrying: Set<Int>) async -> [RowResult] {
         var groups: [String: [Int]] = [:]
         var order: [String] = []
         for (i, r) in rows.enumerated() {
@@ -223,7 +246,7 @@ final class Sender: Sendable {
                 let indices = requests[next]
                 let nodes = indices.map { rows[$0] }
                 next += 1
-                group.addTask { zip(indices, await self.send(request: nodes)).map { ($0, $1) } }
+                group.addTask { zip(indices, await self.send(request: nodes, retrying: retrying)).map { ($0, $1) } }
             }
             while next < requests.count && next < config.concurrency { launch() }
             while let done = await group.next() {
@@ -237,7 +260,7 @@ final class Sender: Sendable {
     private func custom(_ r: QueuedRow) -> String { "\(jobID):\(r.row)" }
 
     /// One request's rows to their results, through retries and in-doubt lookups.
-    private func send(request rows: [QueuedRow]) async -> [RowResult] {
+    private func send(request rows: [QueuedRow], retrying: Set<Int>) async -> [RowResult] {
         var results = [RowResult?](repeating: nil, count: rows.count)
         var attempts = [Int](repeating: 0, count: rows.count)
         var pending = Array(rows.indices)
@@ -262,12 +285,14 @@ final class Sender: Sendable {
             }
             attempt += 1
             await limiter.acquire()
+            if attempt > 1 { progress.retried() }
             for i in pending { attempts[i] += 1 }
             let batch = rows[pending[0]].batch
             var requestID: Int64? = nil
             if let ledger {
                 do {
-                    requestID = try ledger.recordIntent(jobID: jobID, batch: batch, rows: pending.map { rows[$0].row })
+                    let numbers = pending.map { rows[$0].row }
+                    requestID = try ledger.recordIntent(jobID: jobID, batch: batch, rows: numbers, retrying: numbers.filter(retrying.contains))
                 } catch {
                     // Never send what could not be recorded first.
                     trouble.withLock { $0 = $0 ?? error }
@@ -277,11 +302,17 @@ final class Sender: Sendable {
             }
             answered.removeAll()
             var stillInDoubt = false
+            var inDoubtRows = 0
             let body = RequestBody.sendJSON(pending.map { rows[$0] }, customs: pending.map { custom(rows[$0]) })
             defer {
                 if let requestID, !stillInDoubt { record(requestID, lastStatus, answered.map { (rows[$0], results[$0]!) }) }
+                progress.settled(submitted: answered.filter { results[$0]!.submitted }.count,
+                                 failed: answered.filter { !results[$0]!.submitted }.count, inDoubt: inDoubtRows)
             }
-            switch await client.postJSON("sms/send/json", body: body) {
+            let started = ContinuousClock.now
+            let answer = await client.postJSON("sms/send/json", body: body)
+            progress.answered(seconds: (ContinuousClock.now - started).seconds)
+            switch answer {
             case .success(let reply):
                 lastStatus = reply.status
                 if (200..<300).contains(reply.status) && reply.bodySaysOK {
@@ -299,7 +330,7 @@ final class Sender: Sendable {
                     lastError = reply.errorCodeAndMessage
                 } else if reply.status >= 500 || (200..<300).contains(reply.status) {
                     lastError = reply.errorCodeAndMessage
-                    await backoff(attempt: attempt, retryAfter: reply.retryAfter)
+                    if attempt < config.maxAttempts { await backoff(attempt: attempt, retryAfter: reply.retryAfter) }
                 } else if reply.status == 422, let bad = finalRows(reply, pending, settle), !bad.isEmpty {
                     // Only the named rows are final; the rest go again in a new request.
                     pending.removeAll { bad.contains($0) }
@@ -318,6 +349,7 @@ final class Sender: Sendable {
                     guard let found else {
                         // The intent stays unanswered: the next run asks again before sending.
                         stillInDoubt = true
+                        inDoubtRows = pending.count
                         for i in pending {
                             finish(i, RowResult(submitted: false, errorCode: "IN_DOUBT", errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send"))
                         }
@@ -329,11 +361,16 @@ final class Sender: Sendable {
                     }
                     pending.removeAll { results[$0] != nil }
                 }
-                if !pending.isEmpty { await backoff(attempt: attempt, retryAfter: nil) }
+                if !pending.isEmpty && attempt < config.maxAttempts { await backoff(attempt: attempt, retryAfter: nil) }
             }
-        }
-        for i in pending {
-            finish(i, RowResult(submitted: false, httpStatus: lastStatus, errorCode: lastError.0, errorMessage: "gave up after \(attempts[i]) attempts: \(lastError.1)"))
+            // The last attempt: rows still open failed, and the ledger records it with this
+            // attempt's answer (a later run sends them again: 5xx and silence are not final).
+            if attempt >= config.maxAttempts {
+                for i in pending {
+                    settle(i, RowResult(submitted: false, httpStatus: lastStatus, errorCode: lastError.0, errorMessage: "gave up after \(attempts[i]) attempts: \(lastError.1)"))
+                }
+                pending = []
+            }
         }
         return results.map { $0! }
     }

@@ -7,6 +7,8 @@ public final class SpoolRunner {
     let runner: JobRunner
     let config: PipelineConfig
     let progress: Progress
+    /// Called after each job with its result (the command prints one line per job).
+    public var onJob: ((JobResult) -> Void)?
 
     public init(config: PipelineConfig, options: RunOptions, progress: Progress) throws(SpoolError) {
         self.config = config
@@ -72,18 +74,22 @@ public final class SpoolRunner {
         let name = (path as NSString).lastPathComponent
         do {
             let result = try await runner.run(path: path)
+            onJob?(result)
             if result.interrupted { return result.exitCode }
             let s = result.summary
+            let filed: String
             if result.exitCode == 0 {
-                spool.finish(path, failedReason: nil)
+                filed = spool.finish(path, failedReason: nil)
             } else {
-                spool.finish(path, failedReason: .object([
+                filed = spool.finish(path, failedReason: .object([
                     ("file", .string(name)), ("job", .string(s.job)), ("status", .string(s.status.rawValue)),
                     ("reject_reason", s.rejectReason.map { .string($0.rawValue) } ?? .null),
                     ("detail", .string(s.rejectDetail ?? s.warnings.last ?? "\(s.failed) rows could not be submitted")),
                     ("exit_code", .int(Int(result.exitCode))), ("outputs", .string(s.outputDir)),
                 ]))
             }
+            // `jobs` shows where the file is now; a dry run has no ledger entry.
+            if !s.dryRun { try? runner.openLedger().recordFileLocation(jobID: s.job, path: filed) }
             return result.exitCode
         } catch {
             progress.warn(error.description)

@@ -1,0 +1,200 @@
+import Foundation
+
+/// Where a job sends: the API base URL, the token, and the name the plan shows.
+public struct ProviderEndpoint {
+    let url: String
+    let token: String
+    /// "built-in sandbox", or the endpoint's host (and port when not the scheme's own).
+    let name: String
+
+    /// Where a run sends, in words for a person: "the built-in sandbox (nothing leaves this
+    /// machine)", the endpoint's host, or nowhere for a dry run.
+    public static func describe(_ endpoint: String, dryRun: Bool) -> String {
+        if dryRun { return "nowhere (dry run)" }
+        return endpoint == "sandbox" ? "the built-in sandbox (nothing leaves this machine)" : name(of: endpoint)
+    }
+
+    /// The plan's and summary's words for `send.endpoint`.
+    static func name(of endpoint: String) -> String {
+        guard endpoint != "sandbox" else { return "built-in sandbox" }
+        guard let parts = URLComponents(string: endpoint), let host = parts.host else { return "the configured endpoint" }
+        return parts.port.map { "\(host):\($0)" } ?? host
+    }
+}
+
+/// How the send stage ended, for the job's status and exit code.
+enum SendStageEnd: Equatable {
+    /// Every request ran (whatever each row's fate).
+    case ran
+    /// A signal stopped it, or earlier requests could not be confirmed: resumes next time.
+    case interrupted
+    /// Nothing was sent: the provider refused the credentials or no token was set (exit 77).
+    case credentialsRefused
+    /// Nothing was sent: `send.endpoint` is not the provider's API (exit 78).
+    case wrongEndpoint
+    /// Nothing was sent: the provider could not be reached (exit 69).
+    case unreachable
+}
+
+/// The send stage of one job: checks the token (measuring the provider's answer time for
+/// the estimate), sends the queue, shows progress, keeps summary.json current from the
+/// ledger while it sends, and turns a second Ctrl-C into an abort of the requests in flight.
+final class SendStage {
+    let config: PipelineConfig
+    let outputs: JobOutputs
+    let ledger: Ledger?
+    let progress: Progress
+    private var sender: Sender?
+    private var client: ProviderClient?
+    private var refusal: SendError?
+    /// Seconds `auth/me` took, once checked.
+    private(set) var latency: Double?
+
+    /// How often summary.json is rewritten from the ledger while sending.
+    static let summaryEvery: Duration = .seconds(5)
+
+    init(config: PipelineConfig, outputs: JobOutputs, ledger: Ledger?, progress: Progress) {
+        self.config = config
+        self.outputs = outputs
+        self.ledger = ledger
+        self.progress = progress
+    }
+
+    /// Resolves the endpoint and checks the token before anything is sent. A refusal is
+    /// kept and ends the stage without a request (every row `NOT_SENT`).
+    func connect(jobID: String, clock: Int64, endpoint: () throws(SendError) -> ProviderEndpoint) async {
+        do {
+            let provider = try endpoint()
+            let client = ProviderClient(endpoint: provider.url, token: provider.token, auth: config.send.auth,
+                                        timeout: config.send.timeout, concurrency: config.send.concurrency)
+            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock)
+            latency = try await sender.checkCredentials()
+            self.client = client
+            self.sender = sender
+        } catch {
+            refusal = error
+        }
+    }
+
+    /// The refusal `connect` met, as the line to show.
+    var refusalMessage: String? { refusal?.description }
+
+    /// Sends the job's queue and fills in the batch files, the counts (from the ledger) and
+    /// the status of `summary`.
+    /// - Throws: `ReportError` when a batch file cannot be written, `LedgerError` when the
+    ///   ledger cannot record a request (nothing more is sent then).
+    func run(_ summary: inout JobSummary) async throws -> SendStageEnd {
+        let start = ContinuousClock.now
+        defer { summary.stageMs["send"] = Int((ContinuousClock.now - start) / .milliseconds(1)) }
+        let queuePath = outputs.path(JobOutputs.queueName)
+        // Working state only: a resumed job writes it again from the file.
+        defer { unlink(queuePath) }
+        let reader = try SendQueueReader(path: queuePath)
+        var outcome: Sender.Outcome
+        var end = SendStageEnd.ran
+        if let sender, refusal == nil {
+            let before = try ledger?.sendCounts(jobID: summary.job).total ?? Ledger.SendCounts()
+            let ticker = startTicker(summary, base: before, sender: sender)
+            do {
+                outcome = try await sender.run(queue: reader, outputs: outputs)
+            } catch let e as SendError {
+                // The provider cannot confirm earlier unanswered requests: send nothing more now.
+                progress.warn("\(summary.input): \(e.description)")
+                summary.warnings.append(e.description)
+                outcome = Sender.Outcome()
+                outcome.interrupted = true
+            }
+            ticker.cancel()
+            await ticker.value
+            progress.endSending()
+            if outcome.interrupted || Shutdown.requested { end = .interrupted }
+            if outcome.credentialsRefused { end = .credentialsRefused }
+        } else {
+            let reason = refusal?.description ?? "not sent"
+            progress.warn("\(summary.input): \(reason)")
+            summary.warnings.append(reason)
+            outcome = try Sender.writeUnsent(queue: reader, outputs: outputs, reason: reason)
+            switch refusal {
+            case .credentialsRefused, .missingToken: end = .credentialsRefused
+            case .wrongEndpoint: end = .wrongEndpoint
+            case .unreachable, nil: end = .unreachable
+            }
+        }
+        try count(&summary, outcome)
+        switch end {
+        case .interrupted:
+            summary.status = .interrupted
+            summary.warnings.append("stopped: \(summary.submitted) of \(summary.toSend) submitted, \(summary.inDoubt) in doubt; the job resumes when the same file is given again")
+        case .credentialsRefused, .wrongEndpoint, .unreachable:
+            summary.status = .failed
+        case .ran:
+            summary.status = summary.failed == 0 && summary.inDoubt == 0 && summary.pending == 0 ? .completed
+                : summary.submitted == 0 ? .failed : .partial
+        }
+        return end
+    }
+
+    /// The job's counts: from the ledger (what the provider answered, whatever run it was),
+    /// plus rows this run wrote as failed without sending them.
+    private func count(_ summary: inout JobSummary, _ outcome: Sender.Outcome) throws(LedgerError) {
+        if let ledger {
+            let counts = try ledger.sendCounts(jobID: summary.job).total
+            summary.submitted = counts.submitted
+            summary.failed = counts.failed + outcome.unrecorded
+            summary.inDoubt = counts.inDoubt
+        } else {
+            summary.submitted = outcome.submitted
+            summary.failed = outcome.failed
+            summary.inDoubt = 0
+        }
+        summary.pending = max(0, summary.toSend - summary.submitted - summary.failed - summary.inDoubt)
+    }
+
+    // MARK: - While sending
+
+    /// Every 0.1 s: a second signal aborts the requests in flight. Every half second (on a
+    /// terminal) or 5 s (otherwise): a progress line. Every `summaryEvery`: summary.json from
+    /// the ledger, so an interrupted or killed job still says what was sent.
+    private func startTicker(_ summary: JobSummary, base: Ledger.SendCounts, sender: Sender) -> Task<Void, Never> {
+        let started = ContinuousClock.now
+        let estimate = SendEstimate(config.send)
+        let rowsPerRequest = summary.plannedRequests > 0 ? Double(summary.toSend) / Double(summary.plannedRequests) : 1
+        return Task { [client, ledger, outputs, progress] in
+            var lastSummary = ContinuousClock.now
+            var aborted = false
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                if Shutdown.stopNow && !aborted {
+                    client?.abortInFlight()
+                    aborted = true
+                }
+                let now = ContinuousClock.now
+                let s = sender.progress.snapshot
+                let submitted = base.submitted + s.submitted
+                let remaining = max(0, summary.toSend - submitted - base.failed - s.failed - s.inDoubt)
+                var left: Double?
+                if let latency = s.meanLatency {
+                    var live = estimate
+                    live.latency = latency
+                    left = live.seconds(requestsPerBatch: [Int((Double(remaining) / rowsPerRequest).rounded(.up))])
+                }
+                let elapsed = (now - started).seconds
+                progress.sending(path: summary.input, submitted: submitted, of: summary.toSend, failed: base.failed + s.failed,
+                                 rowsPerSecond: elapsed > 0 ? Double(s.submitted) / elapsed : 0, secondsLeft: left,
+                                 retries: s.retries, inDoubt: s.inDoubt)
+                if let ledger, now - lastSummary >= SendStage.summaryEvery {
+                    lastSummary = now
+                    var current = summary
+                    current.status = .sending
+                    if let counts = try? ledger.sendCounts(jobID: summary.job).total {
+                        current.submitted = counts.submitted
+                        current.failed = counts.failed
+                        current.inDoubt = counts.inDoubt
+                        current.pending = max(0, current.toSend - counts.submitted - counts.failed - counts.inDoubt)
+                        try? outputs.writeSummary(current)
+                    }
+                }
+            }
+        }
+    }
+}
