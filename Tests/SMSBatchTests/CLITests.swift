@@ -117,6 +117,46 @@ struct CLITests {
         #expect(plan < finished, "\(r.stdout)")
     }
 
+    @Test("with no pipeline.yaml a run that sends says so on stderr, and the plan says it goes to the built-in sandbox")
+    func noConfigSandbox() throws {
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        let r = try smsbatch(["run", "--out", "o", "a.csv"], cwd: dir.path)
+        #expect(r.status == 0)
+        #expect(r.stderr.contains("smsbatch: no ./pipeline.yaml: built-in defaults; sends to the built-in sandbox (nothing leaves this machine)"))
+        #expect(r.stdout.contains("sends to: the built-in sandbox: nothing leaves this machine"))
+        #expect(r.stdout.contains("completed (submitted 2, failed 0)"))
+        let summary = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: dir.file("o/summary.json"))!) as? [String: Any]
+        #expect(summary?["destination"] as? String == "built-in sandbox")
+    }
+
+    @Test("a plan that sends to a real endpoint names its host and port")
+    func planNamesTheHost() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory())
+        let dir = TempDir()
+        dir.write("a.csv", good)
+        dir.write("pipeline.yaml", "send:\n  endpoint: \(sandbox.endpoint)\n")
+        let r = try smsbatch(["run", "--out", "o", "a.csv"], cwd: dir.path, env: ["SMSBATCH_TOKEN": sandbox.token])
+        #expect(r.status == 0)
+        let port = try #require(URLComponents(string: sandbox.endpoint)?.port)
+        #expect(r.stdout.contains("sends to: 127.0.0.1:\(port)"))
+        #expect(!r.stderr.contains("no ./pipeline.yaml"))
+    }
+
+    @Test("drain in a folder with no spool says which spool and ledger it creates; jobs with no ledger says so and creates nothing")
+    func nothingSilent() throws {
+        let dir = TempDir()
+        let jobs = try smsbatch(["jobs"], cwd: dir.path)
+        #expect(jobs.status == 66)
+        #expect(jobs.stderr.contains("./spool/state.sqlite: error: no ledger here"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+        let drain = try smsbatch(["drain", "--dry-run"], cwd: dir.path)
+        #expect(drain.status == 0)
+        #expect(drain.stderr.contains("configuration built-in defaults (no ./pipeline.yaml); spool ./spool (created now); ledger ./spool/state.sqlite (new)"), "\(drain.stderr)")
+        let again = try smsbatch(["drain", "--dry-run"], cwd: dir.path)
+        #expect(again.stderr.contains("spool ./spool; ledger ./spool/state.sqlite"), "\(again.stderr)")
+    }
+
     @Test("a rejected file exits 65 with the reason in summary.json")
     func rejected() throws {
         let dir = TempDir()

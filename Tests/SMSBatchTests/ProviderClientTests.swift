@@ -29,7 +29,7 @@ private func waitForArrivals(_ provider: TestProvider, _ count: Int) async throw
 }
 
 /// A port on 127.0.0.1 that nothing listens on: a sandbox's, after it stopped.
-private func closedPort() throws -> UInt16 {
+func closedPort() throws -> UInt16 {
     let server = SandboxServer(options: SandboxOptions(token: "closed"))
     let port = try server.start()
     server.stop()

@@ -106,9 +106,16 @@ struct SpoolTests {
         let accepted = try sandbox.accepted()
         #expect(accepted.count == (a.valid - a.duplicates) + (b.valid - b.duplicates))
         #expect(accepted.repeats == 0)
+        // One line per job on stdout with its counts and outputs.
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("./spool/processing/a.csv: completed: 500 rows, \(a.valid) valid, \(a.invalid) invalid, \(a.duplicates) duplicates, \(a.valid - a.duplicates) submitted, 0 failed; outputs in ./spool/outbox/") }, "\(r.stdout)")
+        #expect(lines.contains { $0.hasPrefix("./spool/processing/empty.csv: rejected (no_rows): 0 rows") })
         let jobs = try smsbatch(["jobs"], cwd: dir.path)
         #expect(jobs.status == 0)
         #expect(jobs.stdout.contains("completed"))
+        // FILE is where each file is now.
+        #expect(jobs.stdout.contains("./spool/done/a.csv"))
+        #expect(!jobs.stdout.contains("processing/"))
         let id = try #require(files(dir.file("spool/outbox")).first)
         let one = try smsbatch(["jobs", id], cwd: dir.path)
         #expect(one.status == 0)

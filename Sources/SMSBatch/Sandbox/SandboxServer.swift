@@ -19,6 +19,9 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
     public var dropRate: Double = 0
     /// Delay before every answer, in milliseconds.
     public var latencyMs: Int = 0
+    /// Extra delay before the answer to a send only, in milliseconds: tests of requests in
+    /// flight whose token check and lookups must still be quick.
+    public var sendLatencyMs: Int = 0
     /// Seed of the fault PRNG: the same seed gives the same faults in the same request order.
     public var seed: UInt64 = 1
 
@@ -76,6 +79,9 @@ public final class SandboxServer: Sendable {
         }
     }
 
+    /// Send requests accepted so far (each is one group).
+    var acceptedRequests: Int { core.state.withLock { $0.groups.count } }
+
     /// Arrival times in seconds (monotonic) of every authenticated request but
     /// `sandbox/accepted`, in order.
     var arrivals: [Double] { core.state.withLock { $0.arrivals.map { Double($0) / 1e9 } } }
@@ -129,7 +135,11 @@ final class SandboxCore: Sendable {
 
     func handle(_ request: HTTPRequest) -> HTTPAction {
         let action = route(request)
-        if options.latencyMs > 0 { Thread.sleep(forTimeInterval: Double(options.latencyMs) / 1000) }
+        var delay = options.latencyMs
+        if options.sendLatencyMs > 0, let sub = SandboxCore.apiPath(request.path), let endpoint = Endpoint(sub), endpoint.isSend {
+            delay += options.sendLatencyMs
+        }
+        if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1000) }
         return action
     }
 

@@ -12,6 +12,9 @@ actor RateLimiter {
     private var pausedUntil = 0.0
     /// Requests let through so far.
     private(set) var granted = 0
+    /// Start times (this clock) of the first 10,000 requests let through, for tests that
+    /// check the spacing the limiter promises on its own clock.
+    private(set) var startLog: [Double] = []
 
     /// `perMinute` 0 turns the limiter off (benchmarks against the in-process sandbox).
     init(perMinute: Int) {
@@ -31,6 +34,7 @@ actor RateLimiter {
             if starts.count - head >= perMinute { earliest = max(earliest, starts[head] + 60.001) }
             if now >= earliest {
                 starts.append(now)
+                if startLog.count < 10_000 { startLog.append(now) }
                 if starts.count - head > perMinute { head += 1 }
                 if head > 4096 { starts.removeFirst(head); head = 0 }
                 last = now
