@@ -183,6 +183,39 @@ struct SendTests {
         #expect(out.batchRows.column("error_code") == ["NOT_SENT"])
     }
 
+    @Test("a file that changes after it was taken, before the first request, is rejected whole and nothing is sent")
+    func changedBeforeSending() async throws {
+        let dir = TempDir()
+        let path = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T", "9876543211,MOBTXT,Hello,T"]))
+        let sends = Mutex(0)
+        // The provider's token check is the moment between reading the file and sending:
+        // the uploader appends its next piece just then.
+        let server = HTTPServer { request in
+            if request.path.hasSuffix("auth/me") {
+                let handle = FileHandle(forWritingAtPath: path)!
+                handle.seekToEndOfFile()
+                handle.write(Data("9876543212,MOBTXT,Hello,T\n".utf8))
+                try? handle.close()
+                return .respond(status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"status":200}"#.utf8))
+            }
+            sends.withLock { $0 += 1 }
+            return .respond(status: 500, headers: [], body: [])
+        }
+        let port = try server.start()
+        defer { server.stop() }
+        var config = PipelineConfig()
+        config.send.endpoint = "http://127.0.0.1:\(port)/api/v2/"
+        config.send.tokenEnv = "SMSBATCH_TEST_CHANGED_TOKEN"
+        setenv(config.send.tokenEnv, "whatever", 1)
+        let out = try await sendJob(path, config: config, in: dir)
+        #expect(out.summary.status == .rejected)
+        #expect(out.summary.rejectReason == .unreadable)
+        #expect(out.summary.rejectDetail?.contains("changed after it was taken") == true)
+        #expect(out.result.exitCode == 65)
+        #expect(sends.withLock { $0 } == 0)
+        #expect(out.batchFiles.isEmpty)
+    }
+
     @Test("the send estimate replays the sender: the rate, requests in flight, answer time and one batch after another")
     func estimate() {
         var send = SendConfig()

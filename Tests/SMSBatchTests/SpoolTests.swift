@@ -127,7 +127,7 @@ struct SpoolTests {
         #expect(missing.stderr.hasPrefix("./spool/state.sqlite: error: no job no-such-job"))
     }
 
-    @Test("a file written slowly is not claimed before it is complete; x.csv.part renamed to x.csv is claimed at once")
+    @Test("a file written slowly is not claimed before it is complete; x.csv.part renamed to x.csv is claimed once it settles")
     func settle() throws {
         let dir = spoolDir(endpoint: "sandbox")
         let watch = try Background(["watch", "--dry-run"], cwd: dir.path)
@@ -144,14 +144,12 @@ struct SpoolTests {
         }
         try handle.close()
         #expect(eventually(timeout: 10) { files(dir.file("spool/done")).contains("slow.csv") })
-        // A .part file is ignored until it is renamed.
+        // A .part file is ignored until it is renamed; then it settles like any other.
         dir.write("spool/inbox/x.csv.part", "recipient,sender,message\n9876543210,MOBTXT,Hi\n")
         usleep(1_500_000)
         #expect(FileManager.default.fileExists(atPath: dir.file("spool/inbox/x.csv.part")))
-        let renamed = Date()
         rename(dir.file("spool/inbox/x.csv.part"), dir.file("spool/inbox/x.csv"))
-        #expect(eventually(timeout: 5) { files(dir.file("spool/done")).contains("x.csv") })
-        #expect(Date().timeIntervalSince(renamed) < 1.0)
+        #expect(eventually(timeout: 10) { files(dir.file("spool/done")).contains("x.csv") })
         watch.signal(SIGTERM)
         #expect(watch.wait(timeout: 10) == 0)
         let outbox = files(dir.file("spool/outbox"))
@@ -266,6 +264,32 @@ struct SpoolTests {
         #expect(files(dir.file("spool/processing")).isEmpty)
     }
 
+    @Test("a file written in 4 pieces 1 s apart, closed after each, with settle 4s: one job with every row")
+    func writtenInPieces() throws {
+        let dir = TempDir()
+        dir.write("pipeline.yaml", "watch:\n  root: ./spool\n  settle: 4s\n")
+        let watch = try Background(["watch", "--dry-run"], cwd: dir.path)
+        #expect(eventually(timeout: 10) { watch.stderr.contains("watching") })
+        let path = dir.file("spool/inbox/append.csv")
+        let pieces = (0..<4).map { p in (0..<50).map { "98765\(String(format: "%05d", p * 50 + $0)),MOBTXT,Piece \(p)\n" }.joined() }
+        dir.write("spool/inbox/append.csv", "recipient,sender,message\n" + pieces[0])
+        for piece in pieces.dropFirst() {
+            usleep(1_000_000)
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            handle.seekToEndOfFile()
+            handle.write(Data(piece.utf8))
+            try handle.close()
+        }
+        #expect(eventually(timeout: 30) { files(dir.file("spool/done")) == ["append.csv"] })
+        watch.signal(SIGTERM)
+        #expect(watch.wait(timeout: 15) == 0)
+        let jobs = files(dir.file("spool/outbox"))
+        #expect(jobs.count == 1)
+        #expect(files(dir.file("spool/failed")).isEmpty)
+        let summary = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: dir.file("spool/outbox/\(jobs[0])/summary.json"))!) as? [String: Any]
+        #expect(summary?["rows"] as? Int == 200)
+    }
+
     @Test("the same file dropped twice: the second goes to done/ as a repeat and nothing is sent")
     func droppedTwice() throws {
         let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory())
@@ -286,13 +310,54 @@ struct SpoolTests {
     }
 }
 
-@Suite("Spool: where files go")
+@Suite("Spool: when files are claimed, and where they go")
 struct SpoolFilingTests {
+    @Test("a file closed and reopened (written in pieces) is claimed only once it has not changed for settle after its last close")
+    func settleAfterClose() throws {
+        let dir = TempDir()
+        let spool = try Spool(root: dir.file("spool"))
+        var now = 100.0
+        let watcher = InboxWatcher(spool: spool, settle: 3, clock: { now })
+        #expect(watcher.ready(timeout: 0).isEmpty)
+        let path = dir.file("spool/inbox/append.csv")
+        dir.write("spool/inbox/append.csv", "recipient,sender,message\n9876543210,MOBTXT,One\n")  // written and closed
+        #expect(watcher.ready(timeout: 0).isEmpty, "claimed at its first close")
+        now += 1
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data("9876543211,MOBTXT,Two\n".utf8))
+        try handle.close()
+        #expect(watcher.ready(timeout: 0).isEmpty)
+        now += 2.9
+        #expect(watcher.ready(timeout: 0).isEmpty, "claimed before settle passed since the last close")
+        now += 0.2
+        #expect(watcher.ready(timeout: 0) == ["append.csv"])
+    }
+
+    @Test("a file renamed in waits for settle too; without inotify, size and mtime alone decide")
+    func settleAfterRename() throws {
+        for inotify in [true, false] {
+            let dir = TempDir()
+            let spool = try Spool(root: dir.file("spool"))
+            var now = 0.0
+            let watcher = InboxWatcher(spool: spool, settle: 2, inotify: inotify, clock: { now })
+            _ = watcher.ready(timeout: 0)
+            dir.write("spool/inbox/x.csv.part", "recipient,sender,message\n9876543210,MOBTXT,Hi\n")
+            rename(dir.file("spool/inbox/x.csv.part"), dir.file("spool/inbox/x.csv"))
+            #expect(watcher.ready(timeout: 0).isEmpty)
+            now += 1
+            #expect(watcher.ready(timeout: 0).isEmpty)
+            now += 1
+            #expect(watcher.ready(timeout: 0) == ["x.csv"])
+        }
+    }
+
     @Test("three failed files of one name each keep their own reason: append.csv, append.csv.1, append.csv.2")
     func failedReasons() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
         config.watch.root = dir.file("spool")
+        config.watch.settle = 0
         var options = RunOptions()
         options.dryRun = true
         options.now = testNow

@@ -1,24 +1,30 @@
 import Foundation
 
-/// Finds files in inbox/ that are ready to claim (SPEC §10): at once when inotify reports
-/// them closed after writing (and nobody still has them open for writing) or renamed in;
-/// otherwise, by a periodic rescan, once their size and mtime have not changed for
-/// `watch.settle` — which also finds files that arrived while no watcher ran, and works on
-/// filesystems without inotify.
+/// Finds files in inbox/ that are ready to claim (SPEC §10): a file is claimed once it has
+/// been closed after writing (or renamed in) **and** its size and mtime have then not
+/// changed for `watch.settle`, and nobody still has it open for writing. A writer that
+/// closes and reopens the file (an upload in pieces) restarts the clock with every close.
+/// Files already in the inbox when watching starts count as closed. Without inotify (some
+/// network filesystems), a periodic rescan does the same on size and mtime alone.
 final class InboxWatcher {
     private let spool: Spool
     private let settle: Double
+    /// Monotonic seconds; injected by tests.
+    private let clock: () -> Double
     private var inotifyFD: Int32 = -1
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-    /// Names inotify reported complete, waiting to be claimed.
-    private var signalled = Set<String>()
-    /// Last seen (size, mtime) per name and since when it has not changed.
+    /// Names reported closed after writing or renamed in since they were last claimed.
+    private var closed = Set<String>()
+    /// Last seen (size, mtime) per name and since when nothing about it changed.
     private var seen: [String: (Spool.Candidate, Double)] = [:]
+    private var firstScan = true
 
-    init(spool: Spool, settle: Double) {
+    init(spool: Spool, settle: Double, inotify: Bool = true,
+         clock: @escaping () -> Double = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }) {
         self.spool = spool
         self.settle = settle
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        self.clock = clock
+        let fd = inotify ? inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) : -1
         if fd >= 0 {
             if inotify_add_watch(fd, spool.inbox, UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO)) >= 0 {
                 inotifyFD = fd
@@ -37,34 +43,39 @@ final class InboxWatcher {
     func ready(timeout: Double) -> [String] {
         var fds = [pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: Shutdown.wakeFD.read, events: Int16(POLLIN), revents: 0)]
-        _ = poll(&fds, nfds_t(fds.count), Int32(timeout * 1000))
-        readEvents()
-        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        if timeout > 0 { _ = poll(&fds, nfds_t(fds.count), Int32(timeout * 1000)) }
+        let now = clock()
+        // A close or rename restarts the file's clock, even when size and mtime look the same.
+        for name in readEvents() {
+            closed.insert(name)
+            if let (c, _) = seen[name] { seen[name] = (c, now) }
+        }
         var names: [String] = []
         var present = Set<String>()
         for c in spool.candidates() {
             present.insert(c.name)
-            if let (previous, since) = seen[c.name], previous == c {
-                let settled = now - since >= settle
-                let closed = signalled.contains(c.name)
-                if (settled || closed) && Spool.hasWriter(spool.path("inbox", c.name)) != true { names.append(c.name) }
-            } else {
+            if firstScan { closed.insert(c.name) }
+            guard let (previous, since) = seen[c.name], previous == c else {
                 seen[c.name] = (c, now)
-                // Reported closed (or renamed in) and nobody writing: no need to wait.
-                if signalled.contains(c.name) && Spool.hasWriter(spool.path("inbox", c.name)) == false { names.append(c.name) }
+                continue
             }
+            let wasClosed = !usesInotify || closed.contains(c.name)
+            if wasClosed && now - since >= settle && Spool.hasWriter(spool.path("inbox", c.name)) != true { names.append(c.name) }
         }
+        firstScan = false
         seen = seen.filter { present.contains($0.key) }
-        signalled = signalled.filter { present.contains($0) }
-        for n in names { signalled.remove(n); seen[n] = nil }
+        closed = closed.filter { present.contains($0) }
+        for n in names { closed.remove(n); seen[n] = nil }
         return names
     }
 
-    private func readEvents() {
-        guard inotifyFD >= 0 else { return }
+    /// Names that inotify reported closed after writing or renamed in.
+    private func readEvents() -> [String] {
+        guard inotifyFD >= 0 else { return [] }
+        var names: [String] = []
         while true {
             let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-            if n <= 0 { return }
+            if n <= 0 { return names }
             var offset = 0
             buffer.withUnsafeBytes { raw in
                 while offset + 16 <= n {
@@ -73,7 +84,7 @@ final class InboxWatcher {
                     let nameBytes = raw[(offset + 16)..<(offset + 16 + len)].prefix { $0 != 0 }
                     let name = String(decoding: nameBytes, as: UTF8.self)
                     if mask & (UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO)) != 0 && !name.isEmpty && !Spool.isIgnored(name) {
-                        signalled.insert(name)
+                        names.append(name)
                     }
                     offset += 16 + len
                 }

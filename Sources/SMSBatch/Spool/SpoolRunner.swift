@@ -31,12 +31,36 @@ public final class SpoolRunner {
             worst = max(worst, await process(spool.path("processing", file)))
         }
         for c in spool.candidates() where !Shutdown.requested {
-            // A file some process still has open for writing is not complete yet.
+            // A file some process still has open for writing is not complete yet, nor one
+            // that changed within `settle` (SPEC §10).
             if Spool.hasWriter(spool.path("inbox", c.name)) == true { continue }
+            guard await settled(c) else {
+                progress.warn("\(spool.path("inbox", c.name)): still changing after \(10 * config.watch.settle)s; left for the next drain")
+                continue
+            }
             guard let claimed = spool.claim(c.name) else { continue }
             worst = max(worst, await process(claimed))
         }
         return worst
+    }
+
+    /// Waits until the file has not changed for `watch.settle` (judged by its mtime, then by
+    /// looking again); false when it keeps changing for ten times that long.
+    private func settled(_ c: Spool.Candidate) async -> Bool {
+        let settle = Double(config.watch.settle)
+        var current = c
+        var waited = 0.0
+        while !Shutdown.requested {
+            let age = Date().timeIntervalSince1970 - current.mtime
+            if age >= settle { return true }
+            if waited >= 10 * settle { return false }
+            let pause = min(settle - age, settle)
+            try? await Task.sleep(for: .seconds(pause))
+            waited += pause
+            guard let now = spool.candidates().first(where: { $0.name == c.name }) else { return false }
+            current = now
+        }
+        return false
     }
 
     /// Daemon mode: until SIGINT/SIGTERM.
