@@ -88,7 +88,7 @@ struct DedupeTests {
             "919876543210,MOBTXT,Hello,T",
         ])
         let out = try await runJob(dir.write("d.csv", text), in: dir)
-        #expect(out.duplicates.rows == [["3", "2", "in_file", "+919876543210", "MOBTXT"], ["6", "2", "in_file", "+919876543210", "MOBTXT"]])
+        #expect(out.duplicates.rows == [["3", "2", "in_file", "+919876543210", "MOBTXT", "Hello"], ["6", "2", "in_file", "+919876543210", "MOBTXT", "Hello"]])
         #expect(out.batchRows.column("row") == ["2", "4", "5"])
     }
 }

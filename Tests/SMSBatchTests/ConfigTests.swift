@@ -49,7 +49,7 @@ struct ConfigTests {
         typealias K = ConfigLoader.Keys
         let sections: [(String, [String])] = [
             ("input", K.input), ("validate", K.validate), ("dedupe", K.dedupe), ("caps", K.caps),
-            ("split", K.split), ("send", K.send), ("watch", K.watch), ("state", K.state),
+            ("split", K.split), ("send", K.send), ("watch", K.watch), ("state", K.state), ("output", K.output),
         ]
         #expect(sections.map(\.0) == K.sections)
         for (section, keys) in sections {

@@ -40,3 +40,48 @@ struct ReportTests {
         #expect(grouped(n) == text)
     }
 }
+
+@Suite("Report: result files as a spreadsheet opens them")
+struct ResultFileTests {
+    private static let text = recipientCSV(["9876543210,MOBTXT,\"Hi, Asha \"\"VIP\"\"\",T", "9876543210,MOBTXT,\"Hi, Asha \"\"VIP\"\"\",T",
+                                            "9876543211,MOBTXT,Hello,T", "9876543212,MOBTXT,Hello,T", "9876543213,MOBTXT,Hello,T", "12,MOBTXT,Hi,T"])
+    private static let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+
+    private func bytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
+
+    @Test("result CSVs start with a UTF-8 BOM; batch files and duplicates.csv carry the message, quoted as CSV", arguments: [true, false])
+    func bomAndMessage(sending: Bool) async throws {
+        let dir = TempDir()
+        let path = dir.write("a.csv", Self.text)
+        let out: JobOutput
+        if sending {
+            let provider = try TestProvider()
+            out = try await sendJob(path, config: provider.config(), in: dir)
+        } else {
+            out = try await runJob(path, in: dir)
+        }
+        for name in ["batches/batch-0001.csv", "rejects.csv", "duplicates.csv"] {
+            #expect(bytes(out.dir + "/" + name).starts(with: Self.bom), "\(name)")
+        }
+        let batch = out.batchRows
+        #expect(batch.header.last == "message")
+        #expect(batch.column("message") == ["Hi, Asha \"VIP\"", "Hello", "Hello", "Hello"])
+        #expect(out.duplicates.header == ["row", "first_row", "reason", "recipient", "sender", "message"])
+        #expect(out.duplicates.column("message") == ["Hi, Asha \"VIP\""])
+        // rejects.csv keeps exactly row,reason,detail and the file's own columns.
+        #expect(out.rejects.header == ["row", "reason", "detail", "recipient", "sender", "message", "product"])
+    }
+
+    @Test("output.bom: false and output.include_message: false give SPEC §7's exact columns and no BOM")
+    func plainColumns() async throws {
+        let dir = TempDir()
+        var config = PipelineConfig()
+        config.output.bom = false
+        config.output.includeMessage = false
+        let out = try await runJob(dir.write("a.csv", Self.text), config: config, in: dir)
+        let first = String(decoding: bytes(out.dir + "/batches/batch-0001.csv"), as: UTF8.self).split(separator: "\n").first
+        #expect(first == "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at")
+        #expect(String(decoding: bytes(out.dir + "/duplicates.csv"), as: UTF8.self).hasPrefix("row,first_row,reason,recipient,sender\n"))
+        #expect(String(decoding: bytes(out.dir + "/rejects.csv"), as: UTF8.self).hasPrefix("row,reason,detail,"))
+    }
+}

@@ -61,7 +61,7 @@ struct SpoolTests {
         let b = dir.write("b.csv", recipientCSV(["+91 98765 43210,MOBTXT,Hello,T", "9876543212,MOBTXT,Hello,T"]))
         _ = try await sendJob(a, config: config, in: dir)
         let second = try await sendJob(b, config: config, in: dir, now: testNow + 600)
-        #expect(second.duplicates.rows == [["2", "", "repeat_within_window", "+919876543210", "MOBTXT"]])
+        #expect(second.duplicates.rows == [["2", "", "repeat_within_window", "+919876543210", "MOBTXT", "Hello"]])
         #expect(second.summary.submitted == 1)
         // --force sends content again, window or not.
         var forced = config

@@ -57,6 +57,7 @@ public enum ConfigLoader {
             case "send": c.send = try send(v)
             case "watch": c.watch = try watch(v)
             case "state": c.state = try state(v)
+            case "output": c.output = try output(v)
             default: break  // each() refused unknown keys
             }
         }
@@ -65,7 +66,7 @@ public enum ConfigLoader {
 
     /// The keys of each mapping, named as in SPEC §3.
     enum Keys {
-        static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state"]
+        static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state", "output"]
         static let input = ["max_file_bytes", "max_list_bytes", "max_expanded_bytes", "delimiter", "columns"]
         static let validate = ["home_country", "max_invalid_ratio", "max_segments", "optout_list", "products",
                                "default_product", "default_sender", "timezone", "promo_window"]
@@ -78,6 +79,7 @@ public enum ConfigLoader {
                            "concurrency", "max_attempts", "timeout"]
         static let watch = ["root", "settle"]
         static let state = ["path"]
+        static let output = ["bom", "include_message"]
     }
 
     // MARK: - Sections
@@ -367,6 +369,18 @@ public enum ConfigLoader {
     static func state(_ n: ConfigNode) throws(ConfigError) -> StateConfig {
         var c = StateConfig()
         try n.each(Keys.state) { _, v throws(ConfigError) in c.path = try v.optionalString() }
+        return c
+    }
+
+    static func output(_ n: ConfigNode) throws(ConfigError) -> OutputConfig {
+        var c = OutputConfig()
+        try n.each(Keys.output) { key, v throws(ConfigError) in
+            switch key {
+            case "bom": c.bom = try v.bool()
+            case "include_message": c.includeMessage = try v.bool()
+            default: break
+            }
+        }
         return c
     }
 

@@ -11,6 +11,7 @@ public struct PipelineConfig: Sendable, Equatable {
     public var send = SendConfig()
     public var watch = WatchConfig()
     public var state = StateConfig()
+    public var output = OutputConfig()
 
     public init() {}
 
@@ -198,6 +199,15 @@ public struct WatchConfig: Sendable, Equatable {
     public var root = "./spool"
     /// Seconds.
     public var settle = 2
+    public init() {}
+}
+
+/// How result CSVs are written (beyond SPEC §3: SPEC §7 allows both).
+public struct OutputConfig: Sendable, Equatable {
+    /// Start result CSVs with a UTF-8 BOM, so spreadsheets read them as UTF-8.
+    public var bom = true
+    /// Carry the message in batch files and duplicates.csv, after the SPEC's columns.
+    public var includeMessage = true
     public init() {}
 }
 

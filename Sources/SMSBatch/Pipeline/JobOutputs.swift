@@ -6,9 +6,12 @@ import Foundation
 final class JobOutputs: Sendable {
     let dir: String
     private let outbox: String?
+    /// BOM and message column of the result CSVs.
+    let format: OutputConfig
 
     /// `keepBatches`: leave batch files found in `outDir` alone (a repeat writes only its summary).
     init(config: PipelineConfig, outDir: String?, keepBatches: Bool = false) throws(ReportError) {
+        format = config.output
         if let outDir {
             dir = outDir
             outbox = nil
@@ -45,8 +48,22 @@ final class JobOutputs: Sendable {
 
     static func batchName(_ number: Int) -> String { String(format: "batches/batch-%04d.csv", number) }
 
-    static let batchHeader: StaticString =
-        "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at\n"
+    /// A result CSV, opened with its BOM (when `output.bom`) and header.
+    func csv(_ name: String, header: String) throws(ReportError) -> OutputFile {
+        var file = try OutputFile(path: path(name))
+        if format.bom { file.plain([0xEF, 0xBB, 0xBF]) }
+        file.plain(Array(header.utf8))
+        return file
+    }
+
+    /// SPEC §7's batch columns, then the message when `output.include_message`.
+    var batchHeader: String {
+        "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at"
+            + (format.includeMessage ? ",message\n" : "\n")
+    }
+
+    /// SPEC §7's duplicates.csv columns, then the message when `output.include_message`.
+    var duplicatesHeader: String { "row,first_row,reason,recipient,sender" + (format.includeMessage ? ",message\n" : "\n") }
 
     /// `mkdir -p`, with the real reason when it fails (a file in the way: "Not a directory").
     static func makeDirectory(_ path: String) throws(ReportError) {

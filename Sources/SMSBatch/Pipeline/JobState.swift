@@ -243,9 +243,8 @@ struct JobState: ~Copyable {
     // MARK: - Writing
 
     private mutating func openSideFiles() throws(ReportError) {
-        rejects = try OutputFile(path: outputs.path("rejects.csv"))
-        duplicates = try OutputFile(path: outputs.path("duplicates.csv"))
-        duplicates!.plain("row,first_row,reason,recipient,sender\n")
+        rejects = try outputs.csv("rejects.csv", header: "")
+        duplicates = try outputs.csv("duplicates.csv", header: outputs.duplicatesHeader)
         if !options.dryRun { queue = try SendQueueWriter(path: outputs.path(JobOutputs.queueName)) }
     }
 
@@ -291,6 +290,10 @@ struct JobState: ~Copyable {
         duplicates!.phone(v.recipient)
         duplicates!.comma()
         withSender(v, block, defaultSender) { duplicates!.field($0) }
+        if outputs.format.includeMessage {
+            duplicates!.comma()
+            duplicates!.field(block.bytes.slice(v.messageStart, v.messageEnd))
+        }
         try duplicates!.endRow()
     }
 
@@ -338,6 +341,10 @@ struct JobState: ~Copyable {
             batchFile!.plain(",,")
         }
         if let time { batchFile!.plain(time == batchTime ? batchTimeText : UTCTime.isoBytes(time)) }
+        if outputs.format.includeMessage {
+            batchFile!.comma()
+            batchFile!.field(block.bytes.slice(v.messageStart, v.messageEnd))
+        }
         try batchFile!.endRow()
     }
 
@@ -352,8 +359,7 @@ struct JobState: ~Copyable {
         batchTimeText = batchTime.map(UTCTime.isoBytes) ?? []
         while batchRequests.count < number { batchRequests.append(0); batchGroups.append(0); batchDeferred.append(0) }
         if queue != nil { return }
-        batchFile = try OutputFile(path: outputs.path(JobOutputs.batchName(number)))
-        batchFile!.plain(JobOutputs.batchHeader)
+        batchFile = try outputs.csv(JobOutputs.batchName(number), header: outputs.batchHeader)
     }
 
     /// Turns the current batch's groups into its number of requests.

@@ -467,8 +467,7 @@ final class Sender: Sendable {
     // MARK: - Result files
 
     private static func writeBatch(_ number: Int, _ rows: [QueuedRow], _ results: [RowResult], _ outputs: JobOutputs) throws(ReportError) {
-        var file = try OutputFile(path: outputs.path(JobOutputs.batchName(number)))
-        file.plain(JobOutputs.batchHeader)
+        var file = try outputs.csv(JobOutputs.batchName(number), header: outputs.batchHeader)
         for (r, result) in zip(rows, results) {
             file.number(r.row)
             file.comma()
@@ -495,6 +494,10 @@ final class Sender: Sendable {
                 file.plain(",,")
             }
             if r.scheduledAt != 0 { file.plain(UTCTime.isoBytes(r.scheduledAt)) }
+            if outputs.format.includeMessage {
+                file.comma()
+                r.message.withUnsafeBufferPointer { file.field($0) }
+            }
             try file.endRow()
         }
         try file.commit()

@@ -69,7 +69,9 @@ struct CSVTable {
         var records: [[String]] = []
         var field: [UInt8] = [], record: [String] = []
         var quoted = false, i = 0
-        let b = [UInt8](data)
+        var b = [UInt8](data)
+        // Result CSVs start with a UTF-8 BOM (output.bom); it is no part of the first name.
+        if b.starts(with: [0xEF, 0xBB, 0xBF]) { b.removeFirst(3) }
         while i < b.count {
             let c = b[i]
             if quoted {
