@@ -99,9 +99,14 @@ struct JobsCommand: AsyncParsableCommand {
         let config = try common.loadConfig()
         // Reading never creates: a folder with no ledger says so.
         guard FileManager.default.fileExists(atPath: config.statePath) else {
-            printError("\(config.statePath): error: no ledger here (configuration \(common.configSource)); "
+            printError("\(config.statePath): no ledger here (configuration \(common.configSource)): no job has run with it; "
                 + "run jobs from the folder where smsbatch ran, or give its pipeline.yaml with -c")
-            throw ExitCode(66)
+            if let job {
+                printError("\(config.statePath): error: no job \(job)")
+                throw ExitCode(66)
+            }
+            say(json ? "[]" : "no jobs yet")
+            return
         }
         do {
             let ledger = try Ledger(path: config.statePath)

@@ -334,6 +334,20 @@ struct SpoolFilingTests {
         #expect(watcher.ready(timeout: 0) == ["append.csv"])
     }
 
+    @Test("a file linked in (no close, no rename event) that nobody has open is claimed once it settles")
+    func linkedIn() throws {
+        let dir = TempDir()
+        let spool = try Spool(root: dir.file("spool"))
+        var now = 0.0
+        let watcher = InboxWatcher(spool: spool, settle: 2, clock: { now })
+        _ = watcher.ready(timeout: 0)
+        let outside = dir.write("elsewhere.csv", "recipient,sender,message\n9876543210,MOBTXT,Hi\n")
+        #expect(link(outside, dir.file("spool/inbox/linked.csv")) == 0)
+        #expect(watcher.ready(timeout: 0).isEmpty)
+        now += 2
+        #expect(watcher.ready(timeout: 0) == ["linked.csv"])
+    }
+
     @Test("a file renamed in waits for settle too; without inotify, size and mtime alone decide")
     func settleAfterRename() throws {
         for inotify in [true, false] {

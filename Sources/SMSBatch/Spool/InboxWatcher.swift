@@ -2,10 +2,11 @@ import Foundation
 
 /// Finds files in inbox/ that are ready to claim (SPEC §10): a file is claimed once it has
 /// been closed after writing (or renamed in) **and** its size and mtime have then not
-/// changed for `watch.settle`, and nobody still has it open for writing. A writer that
-/// closes and reopens the file (an upload in pieces) restarts the clock with every close.
-/// Files already in the inbox when watching starts count as closed. Without inotify (some
-/// network filesystems), a periodic rescan does the same on size and mtime alone.
+/// changed for `watch.settle`. Closed means nobody has it open for writing (a read lease is
+/// granted), or, where leases are not supported, that inotify reported the close or rename.
+/// A writer that closes and reopens the file (an upload in pieces) restarts the clock with
+/// every close. Without inotify (some network filesystems), a periodic rescan does the same
+/// on size and mtime.
 final class InboxWatcher {
     private let spool: Spool
     private let settle: Double
@@ -59,8 +60,14 @@ final class InboxWatcher {
                 seen[c.name] = (c, now)
                 continue
             }
-            let wasClosed = !usesInotify || closed.contains(c.name)
-            if wasClosed && now - since >= settle && Spool.hasWriter(spool.path("inbox", c.name)) != true { names.append(c.name) }
+            guard now - since >= settle else { continue }
+            // Closed: nobody has it open for writing (the lease says so), or, where leases
+            // are not supported, inotify saw it closed or renamed in.
+            switch Spool.hasWriter(spool.path("inbox", c.name)) {
+            case false?: names.append(c.name)
+            case nil where !usesInotify || closed.contains(c.name): names.append(c.name)
+            default: break
+            }
         }
         firstScan = false
         seen = seen.filter { present.contains($0.key) }
