@@ -49,6 +49,15 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)
 }
 
+/// A config sending to a hand-written test server on `port`, with a token in `tokenEnv`.
+func serverConfig(port: UInt16, path: String = "/api/v2/", tokenEnv: String) -> PipelineConfig {
+    var config = PipelineConfig()
+    config.send.endpoint = "http://127.0.0.1:\(port)\(path)"
+    config.send.tokenEnv = tokenEnv
+    setenv(tokenEnv, "whatever", 1)
+    return config
+}
+
 /// A send queue of `rows` (one batch, product T, at once) as the split stage writes it, in
 /// `dir/out`; `number` may replace a row's recipient.
 func writeQueue(rows: ClosedRange<Int>, in dir: TempDir, number: (Int) -> PhoneNumber? = { _ in nil }) throws -> JobOutputs {
@@ -172,10 +181,7 @@ struct SendTests {
         }
         let port = try server.start()
         defer { server.stop() }
-        var config = PipelineConfig()
-        config.send.endpoint = "http://127.0.0.1:\(port)/"
-        config.send.tokenEnv = "SMSBATCH_TEST_404_TOKEN"
-        setenv(config.send.tokenEnv, "whatever", 1)
+        let config = serverConfig(port: port, path: "/", tokenEnv: "SMSBATCH_TEST_404_TOKEN")
         let out = try await sendJob(dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"])), config: config, in: dir)
         #expect(out.result.exitCode == 78)
         #expect(requests.withLock { $0 } == 1)
@@ -203,10 +209,7 @@ struct SendTests {
         }
         let port = try server.start()
         defer { server.stop() }
-        var config = PipelineConfig()
-        config.send.endpoint = "http://127.0.0.1:\(port)/api/v2/"
-        config.send.tokenEnv = "SMSBATCH_TEST_CHANGED_TOKEN"
-        setenv(config.send.tokenEnv, "whatever", 1)
+        let config = serverConfig(port: port, path: "/api/v2/", tokenEnv: "SMSBATCH_TEST_CHANGED_TOKEN")
         let out = try await sendJob(path, config: config, in: dir)
         #expect(out.summary.status == .rejected)
         #expect(out.summary.rejectReason == .unreadable)
@@ -282,10 +285,7 @@ struct SendTests {
         }
         let port = try server.start()
         defer { server.stop() }
-        var config = PipelineConfig()
-        config.send.endpoint = "http://127.0.0.1:\(port)/api/v2/"
-        config.send.tokenEnv = "SMSBATCH_TEST_HTML_TOKEN"
-        setenv(config.send.tokenEnv, "whatever", 1)
+        let config = serverConfig(port: port, path: "/api/v2/", tokenEnv: "SMSBATCH_TEST_HTML_TOKEN")
         let path = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"]))
         let out = try await sendJob(path, config: config, in: dir)
         #expect(out.result.exitCode == 77)
