@@ -107,7 +107,6 @@ final class SendStage {
             ticker.cancel()
             await ticker.value
             progress.endSending()
-            if outcome.interrupted || Shutdown.requested { end = .interrupted }
             if outcome.credentialsRefused { end = .credentialsRefused }
         } else {
             let reason = refusal?.description ?? "not sent"
@@ -121,6 +120,10 @@ final class SendStage {
             }
         }
         try count(&summary, outcome)
+        // Stopped by a signal with rows left (not sent, or abandoned in flight): resumes.
+        if end == .ran && (outcome.interrupted || (Shutdown.requested && summary.pending + summary.inDoubt > 0)) {
+            end = .interrupted
+        }
         switch end {
         case .interrupted:
             summary.status = .interrupted
