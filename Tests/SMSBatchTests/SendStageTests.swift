@@ -39,7 +39,8 @@ private func allFiles(_ dir: String) -> [String] {
 struct SendStageTests {
     @Test("SIGINT mid-send: acknowledged at once; the stop line, summary.json and jobs JOB count what the provider accepted; the same command resumes")
     func interrupted() throws {
-        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--latency", "300"])
+        // 40 requests, 4 at a time, a second each: about 10 s, so a late signal still finds work left.
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--latency", "1000"])
         let (dir, stats) = try sendingDir(endpoint: sandbox.endpoint, send: "  requests_per_minute: 1000", rows: 20_000, seed: 41)
         let env = ["SMSBATCH_TOKEN": sandbox.token]
         let toSend = stats.valid - stats.duplicates
@@ -85,10 +86,10 @@ struct SendStageTests {
         let provider = try TestProvider { $0.sendLatencyMs = 60_000 }
         let (dir, stats) = try sendingDir(endpoint: provider.server.endpoint, rows: 2_000, seed: 42)
         let env = [provider.tokenEnv: provider.token]
-        dir.write("pipeline.yaml", "send:\n  endpoint: \(provider.server.endpoint)\n  token_env: \(provider.tokenEnv)\n")
+        // One request carries every row: once it has arrived, nothing else is in flight.
+        dir.write("pipeline.yaml", "send:\n  endpoint: \(provider.server.endpoint)\n  token_env: \(provider.tokenEnv)\n  nodes_per_request: 5000\n  concurrency: 1\n")
         let run = try Background(["run", "big.csv", "--out", "out"], cwd: dir.path, env: env)
         #expect(eventually(timeout: 30) { provider.server.accepted.count > 0 })
-        usleep(300_000)
         run.signal(SIGINT)
         usleep(200_000)
         run.signal(SIGINT)

@@ -219,6 +219,72 @@ struct SendTests {
         #expect(out.batchFiles.isEmpty)
     }
 
+    @Test("a partial job resumed with a refused token keeps its submitted rows: batch files and counts add up to to_send")
+    func resumeRefused() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.failRate = 0.5; $0.seed = 8 }
+        let (path, _) = try generated(GeneratorOptions(rows: 2000, seed: 26, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        config.send.maxAttempts = 1
+        config.send.nodesPerRequest = 100
+        let out = dir.file("out")
+        func run() async throws -> JobOutput {
+            var options = RunOptions()
+            options.now = testNow
+            let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+            return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
+        }
+        let first = try await run()
+        #expect(first.summary.status == .partial)
+        let submitted = first.summary.submitted
+        #expect(submitted > 0 && first.summary.failed > 0)
+        setenv(provider.tokenEnv, "not-the-token", 1)
+        let second = try await run()
+        #expect(second.result.exitCode == 77)
+        #expect(second.summary.submitted == submitted)
+        #expect(second.summary.submitted + second.summary.failed + second.summary.inDoubt + second.summary.pending == second.summary.toSend)
+        #expect(second.batchRows.column("status").filter { $0 == "submitted" }.count == submitted)
+    }
+
+    @Test("a resumed job whose file is touched before its first request stops (interrupted), never rejected: given again it finishes, nothing twice")
+    func resumedFileTouched() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.failRate = 0.5; $0.seed = 9 }
+        let (path, stats) = try generated(GeneratorOptions(rows: 2000, seed: 27, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        config.send.maxAttempts = 1
+        config.send.nodesPerRequest = 100
+        let out = dir.file("out")
+        func run(_ config: PipelineConfig) async throws -> JobOutput {
+            var options = RunOptions()
+            options.now = testNow
+            let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+            return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
+        }
+        #expect(try await run(config).summary.status == .partial)
+        // The second run's token check is when the file is touched.
+        let server = HTTPServer { _ in
+            // `touch`: same bytes, a new mtime.
+            var times = [timeval(tv_sec: time(nil) + 3600, tv_usec: 0), timeval(tv_sec: time(nil) + 3600, tv_usec: 0)]
+            _ = utimes(path, &times)
+            return .respond(status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"status":200}"#.utf8))
+        }
+        let port = try server.start()
+        defer { server.stop() }
+        var touching = serverConfig(port: port, tokenEnv: provider.tokenEnv + "_T")
+        touching.watch.root = config.watch.root
+        let second = try await run(touching)
+        #expect(second.summary.status == .interrupted)
+        #expect(second.summary.rejectReason == nil)
+        config.send.maxAttempts = 10
+        let third = try await run(config)
+        #expect(third.summary.status == .completed)
+        #expect(provider.server.accepted.count == stats.valid)
+        #expect(provider.server.accepted.repeats == 0)
+    }
+
     @Test("the send estimate replays the sender: the rate, requests in flight, answer time and one batch after another")
     func estimate() {
         var send = SendConfig()

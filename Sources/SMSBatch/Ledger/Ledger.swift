@@ -218,6 +218,14 @@ public final class Ledger: @unchecked Sendable {
             guard let outcomes = OutcomeCodec.decode(r.data(2) ?? Data()) else { continue }
             try upsertMessages(db, jobID: r.string(0) ?? "", batch: r.int(1) ?? 0, outcomes)
         }
+        // A failed row sent again by a request still unanswered is in doubt, not failed.
+        let unanswered = try db.query(#"SELECT job_id, "rows" FROM requests WHERE state = 'intent'"#)
+        for r in unanswered {
+            for row in RowListCodec.decode(r.data(1) ?? Data()) ?? [] {
+                try db.execute(#"UPDATE messages SET state = 'in_flight' WHERE job_id = ? AND "row" = ? AND state = 'failed'"#,
+                               [.text(r.string(0) ?? ""), .integer(Int64(row))])
+            }
+        }
     }
 
     /// Applies the missing migrations, each in its own transaction with its `user_version`.
@@ -399,19 +407,21 @@ public final class Ledger: @unchecked Sendable {
     /// Live counts of a job, in total and per batch.
     public func sendCounts(jobID: String) throws(LedgerError) -> (total: SendCounts, batches: [Int: SendCounts]) {
         var batches: [Int: SendCounts] = [:]
-        let states = try wrap {
-            try db.query(
-                #"SELECT batch, state, COUNT(*) FROM messages WHERE job_id = ? AND state IN ('submitted', 'failed') GROUP BY batch, state"#,
-                [.text(jobID)])
+        // One snapshot: an answer committed between the two queries would count its rows
+        // both in doubt and answered, or neither.
+        let (states, requests) = try wrap {
+            try db.snapshot { () throws(SQLiteError) -> ([SQLiteRow], [SQLiteRow]) in
+                (try db.query(
+                    #"SELECT batch, state, COUNT(*) FROM messages WHERE job_id = ? AND state IN ('submitted', 'failed') GROUP BY batch, state"#,
+                    [.text(jobID)]),
+                 try db.query(
+                    "SELECT batch, COUNT(*), SUM(CASE WHEN state = 'intent' THEN row_count ELSE 0 END) FROM requests WHERE job_id = ? GROUP BY batch",
+                    [.text(jobID)]))
+            }
         }
         for r in states {
             let batch = r.int(0) ?? 0, n = r.int(2) ?? 0
             if r.string(1) == "submitted" { batches[batch, default: SendCounts()].submitted += n } else { batches[batch, default: SendCounts()].failed += n }
-        }
-        let requests = try wrap {
-            try db.query(
-                "SELECT batch, COUNT(*), SUM(CASE WHEN state = 'intent' THEN row_count ELSE 0 END) FROM requests WHERE job_id = ? GROUP BY batch",
-                [.text(jobID)])
         }
         for r in requests {
             let batch = r.int(0) ?? 0

@@ -178,6 +178,16 @@ final class SQLiteDatabase: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` in one deferred (read) transaction: every query in it sees the same
+    /// committed state, whatever other connections commit meanwhile (WAL snapshot).
+    func snapshot<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        try execute("BEGIN DEFERRED")
+        defer { _ = try? execute("COMMIT") }
+        return try body()
+    }
+
     // MARK: - Internals (callers hold `lock`)
 
     private func open(_ sql: String) throws(SQLiteError) -> OpaquePointer {

@@ -144,7 +144,7 @@ public final class JobRunner {
                 decision?.release()
                 progress.warn("\(path): resuming job \(previous.id)")
                 return try await runJob(path: path, plan: JobPlan(id: previous.id, sha: sha, clock: previous.clock, dir: dir,
-                                                                  ledger: ledger, lock: lock, snapshot: snapshot))
+                                                                  ledger: ledger, lock: lock, snapshot: snapshot, resumed: true))
             }
         }
         let (id, clock) = freshJobID(sha: sha, ledger: ledger)
@@ -171,6 +171,8 @@ public final class JobRunner {
         var lock: FileLock? = nil
         /// The file's size and mtime when it was taken, before it was hashed.
         var snapshot: FileSnapshot? = nil
+        /// The ledger knew the job: earlier runs may have sent some of it.
+        var resumed = false
     }
 
     var outbox: String { (config.watch.root as NSString).appendingPathComponent("outbox") }
@@ -254,7 +256,9 @@ public final class JobRunner {
                 job.rejectFile(.fileTooLarge, "\(file.size) bytes, over input.max_file_bytes (\(config.input.maxFileBytes))")
             } else {
                 try job.ingest(file)
-                if let change = plan.snapshot?.change(path: path) { job.rejectFile(.unreadable, change) }
+                // A new job with a file still being written sends nothing (a resumed one is
+                // stopped below: its earlier requests stand).
+                if !plan.resumed, let change = plan.snapshot?.change(path: path) { job.rejectFile(.unreadable, change) }
             }
             let sha = plan.sha ?? file.finishDigest()
             job.summary.sha256 = sha
@@ -279,9 +283,22 @@ public final class JobRunner {
                 }
                 // The last look before the first request: a file still being written is not sent.
                 if let change = plan.snapshot?.change(path: path) {
-                    summary.rejectFile(.unreadable, change)
-                    progress.warn("\(path): error: file rejected: unreadable: \(change)")
                     unlink(outputs.path(JobOutputs.queueName))
+                    if plan.resumed {
+                        // Earlier runs' requests stand: stop here; the job resumes when the
+                        // file is given again and stays still.
+                        summary.status = .interrupted
+                        summary.warnings.append("\(change); the job resumes when the file is given again")
+                        progress.warn("\(path): \(change); the job resumes when the file is given again")
+                        do {
+                            let counts = try ledger.sendCounts(jobID: summary.job).total
+                            (summary.submitted, summary.failed, summary.inDoubt) = (counts.submitted, counts.failed, counts.inDoubt)
+                            summary.pending = max(0, summary.toSend - counts.submitted - counts.failed - counts.inDoubt)
+                        } catch { throw .ledger(error) }
+                    } else {
+                        summary.rejectFile(.unreadable, change)
+                        progress.warn("\(path): error: file rejected: unreadable: \(change)")
+                    }
                 } else {
                     stage = send
                 }
@@ -291,7 +308,7 @@ public final class JobRunner {
                     Ledger.PlannedBatch(batch: $0.batch, part: $0.part, rows: $0.rows, requests: $0.requests,
                                         scheduledAt: $0.scheduledAt, deferred: $0.deferred)
                 })
-                try ledger.updateJob(id: summary.job, status: stage != nil ? .sending : .rejected, counts: counts(summary),
+                try ledger.updateJob(id: summary.job, status: stage != nil ? .sending : summary.status, counts: counts(summary),
                                      outputDir: outputs.dir, destination: summary.destination)
             } catch { throw .ledger(error) }
         }

@@ -22,10 +22,12 @@ public struct JobView: Sendable {
         var status = record.status
         if status.isUnderway && !JobOutputs.isHeld(record.outputDir) { status = .interrupted }
         var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
-        let live = record.repeatOf == nil && (status.isResumable || withBatches)
-        guard live else { return view }
+        // Counts are live while a job runs or was stopped; a job that ended (partial, failed
+        // included) keeps the counts it ended with, which also hold its rows not sent.
+        let live = record.status.isUnderway || record.status == .interrupted
+        guard record.repeatOf == nil && (live || withBatches) else { return view }
         let counts = try ledger.sendCounts(jobID: record.id)
-        if status.isResumable {
+        if live {
             view.submitted = counts.total.submitted
             view.failed = counts.total.failed
             view.inDoubt = counts.total.inDoubt

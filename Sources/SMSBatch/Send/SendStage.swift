@@ -103,20 +103,32 @@ final class SendStage {
                 summary.warnings.append(e.description)
                 outcome = Sender.Outcome()
                 outcome.interrupted = true
+            } catch {
+                // The ledger or a batch file failed: nothing more is sent, and nothing keeps ticking.
+                ticker.cancel()
+                await ticker.value
+                progress.endSending()
+                throw error
             }
             ticker.cancel()
             await ticker.value
             progress.endSending()
             if outcome.credentialsRefused { end = .credentialsRefused }
+        } else if case .stopped = refusal {
+            outcome = Sender.Outcome()
+            outcome.interrupted = true
         } else {
             let reason = refusal?.description ?? "not sent"
             progress.warn("\(summary.input): \(reason)")
             summary.warnings.append(reason)
-            outcome = try Sender.writeUnsent(queue: reader, outputs: outputs, reason: reason)
+            // A resumed job keeps what the ledger knows of its rows.
+            let settled = try ledger?.finalOutcomes(jobID: summary.job) ?? [:]
+            let inDoubt = Set(try ledger?.inDoubtRequests(jobID: summary.job).flatMap(\.rows) ?? [])
+            outcome = try Sender.writeUnsent(queue: reader, outputs: outputs, reason: reason, settled: settled, inDoubt: inDoubt)
             switch refusal {
             case .credentialsRefused, .missingToken: end = .credentialsRefused
             case .wrongEndpoint: end = .wrongEndpoint
-            case .unreachable, nil: end = .unreachable
+            case .unreachable, .stopped, nil: end = .unreachable
             }
         }
         try count(&summary, outcome)
@@ -164,13 +176,10 @@ final class SendStage {
         let rowsPerRequest = summary.plannedRequests > 0 ? Double(summary.toSend) / Double(summary.plannedRequests) : 1
         return Task { [client, ledger, outputs, progress] in
             var lastSummary = ContinuousClock.now
-            var aborted = false
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
-                if Shutdown.stopNow && !aborted {
-                    client?.abortInFlight()
-                    aborted = true
-                }
+                // Every tick: a request handed over after an abort is ended too.
+                if Shutdown.stopNow { client?.abortInFlight() }
                 let now = ContinuousClock.now
                 let s = sender.progress.snapshot
                 let submitted = base.submitted + s.submitted

@@ -35,6 +35,8 @@ public enum SendError: Error, CustomStringConvertible, Sendable {
     case missingToken(String)
     /// The provider could not be reached to check the token (exit 69).
     case unreachable(String)
+    /// A signal came before anything was sent: the job resumes next time (exit 0).
+    case stopped
     /// `auth/me` answered 404: `send.endpoint` is not the API's base URL (exit 78).
     case wrongEndpoint(String)
 
@@ -44,6 +46,7 @@ public enum SendError: Error, CustomStringConvertible, Sendable {
         case .missingToken(let v): "error: no access token: set the environment variable \(v) (send.token_env)"
         case .unreachable(let m): "error: cannot reach the provider at send.endpoint: \(m)"
         case .wrongEndpoint(let m): "error: send.endpoint is not the provider's API: \(m)"
+        case .stopped: "stopped by a signal before anything was sent"
         }
     }
 }
@@ -94,6 +97,7 @@ final class Sender: Sendable {
     func checkCredentials() async throws(SendError) -> Double {
         var last = ""
         for attempt in 1...config.maxAttempts {
+            if Shutdown.requested { throw .stopped }
             await lookupLimiter.acquire()
             let started = ContinuousClock.now
             switch await client.get("auth/me") {
@@ -208,18 +212,28 @@ final class Sender: Sendable {
 
     static let interruptedCode = "INTERRUPTED"
 
-    /// Writes the batch files with every row failed and nothing sent (the job stopped
-    /// before its first request).
-    static func writeUnsent(queue: SendQueueReader, outputs: JobOutputs, reason: String) throws(ReportError) -> Outcome {
+    /// Writes the batch files of a job that sends nothing now (the provider refused it or
+    /// cannot be reached): rows the ledger has an answer for keep it (a resumed job's accepted
+    /// rows stay submitted), rows of unanswered requests are in doubt, the rest `NOT_SENT`.
+    static func writeUnsent(queue: SendQueueReader, outputs: JobOutputs, reason: String,
+                            settled: [Int: Ledger.RowOutcome] = [:], inDoubt: Set<Int> = []) throws(ReportError) -> Outcome {
         var outcome = Outcome()
         while let rows = queue.nextBatch() {
-            outcome.failed += rows.count
-            outcome.unrecorded += rows.count
-            let result = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: reason)
-            try writeBatch(rows[0].batch, rows, rows.map { _ in result }, outputs)
+            let results = rows.map { r -> RowResult in
+                if let known = settled[r.row] { return RowResult(known) }
+                if inDoubt.contains(r.row) { return Sender.inDoubt }
+                return RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: reason)
+            }
+            for r in results {
+                if r.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
+                if r.errorCode == "NOT_SENT" { outcome.unrecorded += 1 }
+            }
+            try writeBatch(rows[0].batch, rows, results, outputs)
         }
         return outcome
     }
+
+    static let inDoubt = RowResult(submitted: false, errorCode: "IN_DOUBT", errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send")
 
     static let notSent = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: "not sent: the provider refused the credentials earlier in the job")
 
@@ -278,13 +292,16 @@ final class Sender: Sendable {
             finish(i, r)
             answered.append(i)
         }
+        func stopped() -> [RowResult] {
+            for i in pending { finish(i, RowResult(submitted: false, errorCode: Sender.interruptedCode, errorMessage: "stopped by a signal; resumes on the next start")) }
+            return results.map { $0! }
+        }
         while !pending.isEmpty && attempt < config.maxAttempts {
-            if Shutdown.requested {
-                for i in pending { finish(i, RowResult(submitted: false, errorCode: Sender.interruptedCode, errorMessage: "stopped by a signal; resumes on the next start")) }
-                return results.map { $0! }
-            }
+            if Shutdown.requested { return stopped() }
             attempt += 1
             await limiter.acquire()
+            // A signal may have come while this request waited for its turn.
+            if Shutdown.requested { return stopped() }
             if attempt > 1 { progress.retried() }
             for i in pending { attempts[i] += 1 }
             let batch = rows[pending[0]].batch
@@ -350,9 +367,7 @@ final class Sender: Sendable {
                         // The intent stays unanswered: the next run asks again before sending.
                         stillInDoubt = true
                         inDoubtRows = pending.count
-                        for i in pending {
-                            finish(i, RowResult(submitted: false, errorCode: "IN_DOUBT", errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send"))
-                        }
+                        for i in pending { finish(i, Sender.inDoubt) }
                         pending = []
                         break
                     }

@@ -47,7 +47,8 @@ final class InboxWatcher {
         if timeout > 0 { _ = poll(&fds, nfds_t(fds.count), Int32(timeout * 1000)) }
         let now = clock()
         // A close or rename restarts the file's clock, even when size and mtime look the same.
-        for name in readEvents() {
+        let (events, overflowed) = readEvents()
+        for name in events {
             closed.insert(name)
             if let (c, _) = seen[name] { seen[name] = (c, now) }
         }
@@ -55,17 +56,21 @@ final class InboxWatcher {
         var present = Set<String>()
         for c in spool.candidates() {
             present.insert(c.name)
-            if firstScan { closed.insert(c.name) }
+            // Events were lost: every file counts as closed once it settles.
+            if firstScan || overflowed { closed.insert(c.name) }
             guard let (previous, since) = seen[c.name], previous == c else {
+                // Written again with no close seen since: open again, until it is closed.
+                if seen[c.name] != nil && !events.contains(c.name) { closed.remove(c.name) }
                 seen[c.name] = (c, now)
                 continue
             }
             guard now - since >= settle else { continue }
             // Closed: nobody has it open for writing (the lease says so), or, where leases
-            // are not supported, inotify saw it closed or renamed in.
+            // are not supported, inotify saw it closed or renamed in — or nothing has changed
+            // it for a long while (a file written from another NFS client sends no event).
             switch Spool.hasWriter(spool.path("inbox", c.name)) {
             case false?: names.append(c.name)
-            case nil where !usesInotify || closed.contains(c.name): names.append(c.name)
+            case nil where !usesInotify || closed.contains(c.name) || now - since >= quiet: names.append(c.name)
             default: break
             }
         }
@@ -76,13 +81,19 @@ final class InboxWatcher {
         return names
     }
 
-    /// Names that inotify reported closed after writing or renamed in.
-    private func readEvents() -> [String] {
-        guard inotifyFD >= 0 else { return [] }
-        var names: [String] = []
+    /// How long a file must stay unchanged to count as closed without any event, where
+    /// leases cannot tell.
+    private var quiet: Double { max(60, 10 * settle) }
+
+    /// Names that inotify reported closed after writing or renamed in, and whether the
+    /// kernel's event queue overflowed (events were lost).
+    private func readEvents() -> (names: Set<String>, overflowed: Bool) {
+        guard inotifyFD >= 0 else { return ([], false) }
+        var names = Set<String>()
+        var overflowed = false
         while true {
             let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-            if n <= 0 { return names }
+            if n <= 0 { return (names, overflowed) }
             var offset = 0
             buffer.withUnsafeBytes { raw in
                 while offset + 16 <= n {
@@ -90,8 +101,9 @@ final class InboxWatcher {
                     let len = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
                     let nameBytes = raw[(offset + 16)..<(offset + 16 + len)].prefix { $0 != 0 }
                     let name = String(decoding: nameBytes, as: UTF8.self)
+                    if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflowed = true }
                     if mask & (UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO)) != 0 && !name.isEmpty && !Spool.isIgnored(name) {
-                        names.append(name)
+                        names.insert(name)
                     }
                     offset += 16 + len
                 }

@@ -99,6 +99,9 @@ public final class Spool: Sendable {
     /// Whether some process still has the file open for writing: a read lease is granted
     /// only when nobody does. Where leases are not supported, nil.
     static func hasWriter(_ file: String) -> Bool? {
+        // A writer opening the file while the lease is held makes the kernel send SIGIO,
+        // whose default action ends the process: nothing here wants that signal.
+        _ = ignoreSIGIO
         let fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { return nil }
         defer { close(fd) }
@@ -108,6 +111,8 @@ public final class Spool: Sendable {
         }
         return errno == EAGAIN || errno == EBUSY ? true : nil
     }
+
+    private static let ignoreSIGIO: Void = { signal(SIGIO, SIG_IGN) }()
 
     /// Linux's F_SETLEASE (F_LINUX_SPECIFIC_BASE + 0); Glibc exports it only under _GNU_SOURCE.
     private static let fSetLease: Int32 = 1024
@@ -143,7 +148,7 @@ public final class Spool: Sendable {
         let target = uniqueTarget("failed", name)
         let finalName = (target as NSString).lastPathComponent
         let tmp = path("failed", "." + finalName + ".reason.json.tmp")
-        FileManager.default.createFile(atPath: tmp, contents: Data((failedReason.rendered(indent: 2) + "\n").utf8))
+        _ = FileManager.default.createFile(atPath: tmp, contents: Data((failedReason.rendered(indent: 2) + "\n").utf8))
         rename(tmp, target + ".reason.json")
         rename(processingPath, target)
         return target

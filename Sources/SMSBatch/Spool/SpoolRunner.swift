@@ -31,13 +31,13 @@ public final class SpoolRunner {
             worst = max(worst, await process(spool.path("processing", file)))
         }
         for c in spool.candidates() where !Shutdown.requested {
-            // A file some process still has open for writing is not complete yet, nor one
-            // that changed within `settle` (SPEC §10).
-            if Spool.hasWriter(spool.path("inbox", c.name)) == true { continue }
+            // A file that changed within `settle`, or that some process still has open for
+            // writing, is not complete yet (SPEC §10).
             guard await settled(c) else {
                 progress.warn("\(spool.path("inbox", c.name)): still changing after \(10 * config.watch.settle)s; left for the next drain")
                 continue
             }
+            if Spool.hasWriter(spool.path("inbox", c.name)) == true { continue }
             guard let claimed = spool.claim(c.name) else { continue }
             worst = max(worst, await process(claimed))
         }
