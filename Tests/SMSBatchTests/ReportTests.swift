@@ -85,3 +85,22 @@ struct ResultFileTests {
         #expect(String(decoding: bytes(out.dir + "/rejects.csv"), as: UTF8.self).hasPrefix("row,reason,detail,"))
     }
 }
+
+@Suite("Report: CSV fields")
+struct CSVFieldTests {
+    @Test("a field needs quotes exactly when it holds a comma, quote, CR or LF, wherever it is", arguments: [0x2C, 0x22, 0x0A, 0x0D] as [UInt8])
+    func quoting(special: UInt8) {
+        for length in 0..<20 {
+            let plain = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+            #expect(!plain.withUnsafeBufferPointer(OutputFile.needsQuotes))
+            for at in 0..<length {
+                var field = plain
+                field[at] = special
+                #expect(field.withUnsafeBufferPointer(OutputFile.needsQuotes), "\(length) bytes, special at \(at)")
+            }
+        }
+        // Bytes that differ from a special one by a bit or by one are plain.
+        let near: [UInt8] = [0x2B, 0x2D, 0x21, 0x23, 0x0B, 0x0C, 0x0E, 0xAC, 0xA2, 0x8A, 0x8D, 0xFF, 0x00]
+        #expect(!(near + near).withUnsafeBufferPointer(OutputFile.needsQuotes))
+    }
+}

@@ -30,9 +30,7 @@ struct OutputFile: ~Copyable {
     /// Appends one CSV field (quoted when it holds a comma, quote, CR or LF), no separator.
     @inline(__always)
     mutating func field(_ b: UnsafeBufferPointer<UInt8>) {
-        var needsQuotes = false
-        for c in b where c == 0x2C || c == 0x22 || c == 0x0A || c == 0x0D { needsQuotes = true; break }
-        if !needsQuotes { buffer.append(b); return }
+        if !OutputFile.needsQuotes(b) { buffer.append(b); return }
         buffer.append(0x22)
         var runStart = 0
         for i in 0..<b.count where b[i] == 0x22 {
@@ -42,6 +40,27 @@ struct OutputFile: ~Copyable {
         }
         buffer.append(UnsafeBufferPointer(rebasing: b[runStart...]))
         buffer.append(0x22)
+    }
+
+    /// Whether a field holds a comma, quote, CR or LF: eight bytes at a time (messages are
+    /// the longest fields, and every batch row carries one).
+    @inline(__always)
+    static func needsQuotes(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = b.baseAddress else { return false }
+        @inline(__always) func zeroByte(_ x: UInt64) -> UInt64 { (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080 }
+        var i = 0
+        while i + 8 <= b.count {
+            let w = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            if zeroByte(w ^ 0x2C2C_2C2C_2C2C_2C2C) | zeroByte(w ^ 0x2222_2222_2222_2222)
+                | zeroByte(w ^ 0x0A0A_0A0A_0A0A_0A0A) | zeroByte(w ^ 0x0D0D_0D0D_0D0D_0D0D) != 0 { return true }
+            i += 8
+        }
+        while i < b.count {
+            let c = base[i]
+            if c == 0x2C || c == 0x22 || c == 0x0A || c == 0x0D { return true }
+            i += 1
+        }
+        return false
     }
 
     mutating func field(_ s: String) {
