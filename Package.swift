@@ -42,10 +42,13 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
+        // The provider simulator (SPEC §8) and its small HTTP server: `smsbatch sandbox`,
+        // `endpoint: sandbox` (the CLI starts it for the library) and the tests.
+        .target(name: "SMSBatchSandbox", dependencies: ["SMSBatch"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "smsbatch",
             dependencies: [
-                "SMSBatch",
+                "SMSBatch", "SMSBatchSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -55,7 +58,7 @@ let package = Package(
             name: "gen-recipients", dependencies: ["RecipientGenerator"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SMSBatchTests",
-            dependencies: ["SMSBatch", "CArchive", "RecipientGenerator"],
+            dependencies: ["SMSBatch", "SMSBatchSandbox", "CArchive", "RecipientGenerator"],
             swiftSettings: swiftSettings),
     ]
 )

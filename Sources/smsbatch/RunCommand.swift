@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SMSBatch
+import SMSBatchSandbox
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,7 +34,7 @@ struct RunCommand: AsyncParsableCommand {
                 printError("smsbatch: no ./pipeline.yaml: built-in defaults; sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: false))")
             }
         }
-        let runner = JobRunner(config: config, options: options, progress: Progress())
+        let runner = JobRunner(config: config, options: options, progress: Progress(), sandbox: SandboxLauncher())
         // The plan goes out before sending starts; the outcome when the job ends.
         if !json { runner.onPlan = { say(HumanSummary.plan($0, config: config)) } }
         do { try runner.prepare() } catch {

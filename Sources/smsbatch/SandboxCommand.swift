@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import SMSBatch
+import SMSBatchSandbox
 
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SMSBatch
+import SMSBatchSandbox
 
 /// Options of the commands that run jobs from the spool.
 struct JobOptions: ParsableArguments {
@@ -40,7 +41,7 @@ func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) 
     let spoolExisted = FileManager.default.fileExists(atPath: root)
     let ledgerExisted = FileManager.default.fileExists(atPath: config.statePath)
     do {
-        let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: Progress())
+        let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: Progress(), sandbox: SandboxLauncher())
         runner.onJob = { say(HumanSummary.jobLine($0.summary)) }
         printError("smsbatch: configuration \(common.configSource); spool \(root)\(spoolExisted ? "" : " (created now)"); "
             + "ledger \(config.statePath)\(ledgerExisted ? "" : " (new)"); sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: job.dryRun))")

@@ -2,6 +2,7 @@ import Foundation
 import RecipientGenerator
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// Writes a generated recipient file and returns its path and what the generator put in it.
 func generated(_ options: GeneratorOptions, in dir: TempDir, name: String = "gen.csv") throws -> (String, GeneratorStats) {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// The error `yaml` fails with, or nil when it loads.
 private func failure(_ yaml: String) -> ConfigError? {

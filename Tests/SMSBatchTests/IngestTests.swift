@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 private let lines = [
     "+91 98765-43210,MOBTXT,Hello from smsbatch,T",

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 // The HTTP client (libcurl's multi interface) against the real sandbox over loopback. No
 // assertion depends on how long anything took: slow servers are slower (60 s) than any test

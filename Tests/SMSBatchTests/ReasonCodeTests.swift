@@ -1,5 +1,6 @@
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 @Test("reason codes are ordered as in SPEC §5's table")
 func reasonOrder() {

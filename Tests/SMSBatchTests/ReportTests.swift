@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 @Suite("Report: what the operator reads")
 struct ReportTests {

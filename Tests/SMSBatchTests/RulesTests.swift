@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 // The per-field rules of SPEC §5, called on bytes as the validator does.
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

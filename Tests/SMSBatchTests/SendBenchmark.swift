@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// `make bench-send`: rows per second from the send queue to the in-process sandbox with
 /// every limit off, with and without the ledger. Runs only with SMSBATCH_BENCH=1 (a timing

@@ -2,6 +2,7 @@ import Foundation
 import RecipientGenerator
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// A folder with a pipeline.yaml sending to `endpoint`, and a generated recipient file.
 private func sendingDir(endpoint: String, send extra: String = "", rows: Int, seed: UInt64) throws -> (TempDir, GeneratorStats) {

@@ -3,6 +3,7 @@ import Synchronization
 import RecipientGenerator
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// A standalone sandbox for one test, with its own token in its own environment variable.
 final class TestProvider {

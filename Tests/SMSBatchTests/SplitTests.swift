@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// Rows for the sandbox: product T, sender MOBTXT, one message; every `timedEvery`-th row
 /// with its own schedule_at, a minute apart from the next such row.

@@ -2,6 +2,7 @@ import Foundation
 import RecipientGenerator
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// A spool folder with a pipeline.yaml that sends to `endpoint`.
 private func spoolDir(endpoint: String, extra: String = "") -> TempDir {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 private let header = "recipient,sender,message,product,schedule_at,template_id,entity_id"
 private let ok = "9876543210,MOBTXT,Hello,T,,,"

@@ -89,7 +89,11 @@ public final class JobRunner {
     /// Called with the plan once the file is read and before anything is sent.
     public var onPlan: ((JobSummary) -> Void)?
 
-    public init(config: PipelineConfig, options: RunOptions, progress: Progress) {
+    /// The simulator for `send.endpoint: sandbox`, when the caller has one.
+    let sandbox: BuiltInSandbox?
+
+    public init(config: PipelineConfig, options: RunOptions, progress: Progress, sandbox: BuiltInSandbox? = nil) {
+        self.sandbox = sandbox
         self.config = config
         self.options = options
         self.progress = progress
@@ -353,10 +357,8 @@ public final class JobRunner {
 
     // MARK: - Send
 
-    private var sandbox: SandboxServer?
-
     /// The API base URL and token: the configured endpoint with the token from the
-    /// environment, or the in-process sandbox (SPEC §8), started once per run.
+    /// environment, or the built-in sandbox (SPEC §8) the caller provides.
     private func provider() throws(SendError) -> ProviderEndpoint {
         let name = ProviderEndpoint.name(of: config.send.endpoint)
         let token = ProcessInfo.processInfo.environment[config.send.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
@@ -364,20 +366,20 @@ public final class JobRunner {
             guard let token else { throw .missingToken(config.send.tokenEnv) }
             return ProviderEndpoint(url: config.send.endpoint, token: token, name: name)
         }
+        guard let sandbox else { throw .unreachable("the built-in sandbox is not available here") }
         let sandboxToken = token ?? "sandbox"
-        if sandbox == nil {
-            var options = SandboxOptions(token: sandboxToken)
-            // A rate of 0 takes every limit off (benchmarks); else the simulated account allows
-            // what the configuration asks for, and at least the platform's published 1000.
-            let send = config.send
-            options.rateLimit = send.requestsPerMinute == 0 || send.statusRequestsPerMinute == 0
-                ? 0 : max(1000, send.requestsPerMinute + send.statusRequestsPerMinute)
-            let server = SandboxServer(options: options)
-            do { _ = try server.start() } catch { throw .unreachable("cannot start the built-in sandbox: \(error)") }
-            sandbox = server
-        }
-        return ProviderEndpoint(url: sandbox!.endpoint, token: sandboxToken, name: name)
+        do {
+            return ProviderEndpoint(url: try sandbox.endpoint(token: sandboxToken, send: config.send), token: sandboxToken, name: name)
+        } catch { throw .unreachable("cannot start the built-in sandbox: \(error)") }
     }
+}
+
+/// Starts the provider simulator that `send.endpoint: sandbox` sends to (SPEC §8); it lives
+/// in its own target, which the command line and the tests give to the pipeline.
+public protocol BuiltInSandbox: AnyObject, Sendable {
+    /// The API base URL of a simulator accepting `token`, started on first use and kept for
+    /// the run; its rate limit follows `send`'s rates.
+    func endpoint(token: String, send: SendConfig) throws -> String
 }
 
 /// A file's size and modification time, to see whether it changed since it was taken.

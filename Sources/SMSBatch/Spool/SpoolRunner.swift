@@ -10,13 +10,13 @@ public final class SpoolRunner {
     /// Called after each job with its result (the command prints one line per job).
     public var onJob: ((JobResult) -> Void)?
 
-    public init(config: PipelineConfig, options: RunOptions, progress: Progress) throws(SpoolError) {
+    public init(config: PipelineConfig, options: RunOptions, progress: Progress, sandbox: BuiltInSandbox? = nil) throws(SpoolError) {
         self.config = config
         self.progress = progress
         spool = try Spool(root: config.watch.root)
         var options = options
         options.outDir = nil
-        runner = JobRunner(config: config, options: options, progress: progress)
+        runner = JobRunner(config: config, options: options, progress: progress, sandbox: sandbox)
     }
 
     /// Cron mode: every claimable file now in the inbox, then exit with the worst job's code.

@@ -1,5 +1,5 @@
 /// UTC calendar arithmetic without Foundation, for writing timestamps on the hot path.
-enum UTCTime {
+package enum UTCTime {
     /// The civil date of a day count since 1970-01-01 (inverse of `daysFromCivil`).
     static func civil(days z0: Int) -> (year: Int, month: Int, day: Int) {
         let z = z0 + 719_468
@@ -14,7 +14,7 @@ enum UTCTime {
     }
 
     /// `2026-11-26T10:05:00Z`
-    static func iso(_ epoch: Int64) -> String { format(epoch, compact: false) }
+    package static func iso(_ epoch: Int64) -> String { format(epoch, compact: false) }
 
     static func isoBytes(_ epoch: Int64) -> [UInt8] { Array(iso(epoch).utf8) }
 

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Reads `schedule_at` cells (SPEC §5).
-enum ScheduleParser {
+package enum ScheduleParser {
     /// UTC seconds since 1970 for a trimmed `schedule_at` cell, or nil when it is not a time
     /// (`invalid_schedule`).
     ///
@@ -9,7 +9,7 @@ enum ScheduleParser {
     /// `.f…` (dropped), then optionally `Z` or an offset `±HH:MM`, `±HHMM`, `±HH`. Without an
     /// offset the time is local to `timeZone`. Ranges are checked (no 2026-02-30, no 24:00,
     /// no leap second).
-    static func parse(_ b: UnsafeBufferPointer<UInt8>, timeZone: TimeZone) -> Int64? {
+    package static func parse(_ b: UnsafeBufferPointer<UInt8>, timeZone: TimeZone) -> Int64? {
         var p = Cursor(b: b)
         guard let year = p.digits(4), p.skip(0x2D), let month = p.digits(2), p.skip(0x2D),
               let day = p.digits(2), p.skip(0x54) || p.skip(0x74) || p.skip(0x20),

@@ -6,22 +6,22 @@ public enum SMSEncoding: UInt8, Sendable {
 }
 
 /// A message's size as the network counts it (SPEC §5 "SMS segments").
-struct SegmentCount: Equatable {
-    var encoding: SMSEncoding
+package struct SegmentCount: Equatable {
+    package var encoding: SMSEncoding
     /// Septets for GSM-7 (extension characters count 2), UTF-16 code units for UCS-2.
-    var units: Int
+    package var units: Int
     /// SMS parts: one part holds 160 septets / 70 units, a part of a longer message 153 / 67.
-    var segments: Int
+    package var segments: Int
 }
 
 /// Counts SMS parts of a UTF-8 message.
-enum SegmentCounter {
+package enum SegmentCounter {
     /// The encoding, units and parts of `msg`, which must be valid UTF-8.
     ///
     /// GSM-7 when every character is in the GSM 03.38 basic or extension set, else UCS-2.
     /// Both counts are kept in one pass, so a message that turns out not to be GSM-7 is not
     /// read twice.
-    static func count(_ msg: UnsafeBufferPointer<UInt8>) -> SegmentCount {
+    package static func count(_ msg: UnsafeBufferPointer<UInt8>) -> SegmentCount {
         var septets = 0
         var utf16 = 0
         var gsm = true

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 internal import CArchive
 @testable import SMSBatch
+@testable import SMSBatchSandbox
 
 /// A fresh temporary folder per test, removed when the test ends.
 final class TempDir {

@@ -1,3 +1,4 @@
+import SMSBatch
 // The sandbox's memory: every accepted message, the rate-limit window and the fault PRNG.
 // All of it lives in one struct behind one lock (`SandboxCore.state`); the hot path only
 // appends, and the look-up indexes are brought up to date when a look-up needs them.

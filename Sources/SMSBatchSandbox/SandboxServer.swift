@@ -1,4 +1,5 @@
 import Foundation
+import SMSBatch
 import Synchronization
 
 /// How the sandbox behaves (SPEC §8, `smsbatch sandbox` flags).
@@ -577,5 +578,28 @@ final class SandboxCore: Sendable {
         }
         out.appendASCII("]}")
         return .respond(status: 422, headers: [], body: out)
+    }
+}
+
+/// The simulator `send.endpoint: sandbox` sends to: started on first use, in this process,
+/// on a free loopback port, and kept for the run.
+public final class SandboxLauncher: BuiltInSandbox {
+    private let server = Mutex<SandboxServer?>(nil)
+
+    public init() {}
+
+    public func endpoint(token: String, send: SendConfig) throws -> String {
+        try server.withLock { running in
+            if let running { return running.endpoint }
+            var options = SandboxOptions(token: token)
+            // A rate of 0 takes every limit off (benchmarks); else the simulated account allows
+            // what the configuration asks for, and at least the platform's published 1000.
+            options.rateLimit = send.requestsPerMinute == 0 || send.statusRequestsPerMinute == 0
+                ? 0 : max(1000, send.requestsPerMinute + send.statusRequestsPerMinute)
+            let started = SandboxServer(options: options)
+            _ = try started.start()
+            running = started
+            return started.endpoint
+        }
     }
 }

@@ -1,3 +1,4 @@
+import SMSBatch
 // The body of `POST sms/send/json`, read straight from the request bytes: only the fields the
 // sandbox uses become strings, everything else is checked for syntax and skipped. A
 // 500-node request is read without building a JSON tree.
