@@ -34,14 +34,14 @@ struct RunCommand: AsyncParsableCommand {
                 printError("smsbatch: no ./pipeline.yaml: built-in defaults; sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: false))")
             }
         }
-        let runner = JobRunner(config: config, options: options, progress: Progress(), sandbox: SandboxLauncher())
+        let runner = JobRunner(config: config, options: options, progress: TerminalProgress(), sandbox: SandboxLauncher())
         // The plan goes out before sending starts; the outcome when the job ends.
         if !json { runner.onPlan = { say(HumanSummary.plan($0, config: config)) } }
         do { try runner.prepare() } catch {
-            printError(error.description)
-            throw ExitCode(error.exitCode)
+            report(error)
+            throw ExitCode(error.exitStatus.rawValue)
         }
-        var worst: Int32 = 0
+        var worst = ExitStatus.ok
         for file in files where !Shutdown.requested {
             var outDir = out
             if let out, files.count > 1 { outDir = (out as NSString).appendingPathComponent((file as NSString).lastPathComponent) }
@@ -53,12 +53,12 @@ struct RunCommand: AsyncParsableCommand {
                     if result.summary.repeatOf != nil { say("job \(result.summary.job)  \(file)") }
                     say(HumanSummary.outcome(result.summary))
                 }
-                worst = max(worst, result.exitCode)
+                worst = max(worst, result.exitStatus)
             } catch {
-                printError(error.description)
-                worst = max(worst, error.exitCode)
+                report(error)
+                worst = max(worst, error.exitStatus)
             }
         }
-        if worst != 0 { throw ExitCode(worst) }
+        if worst != .ok { throw ExitCode(worst.rawValue) }
     }
 }

@@ -36,13 +36,20 @@ struct CommonOptions: ParsableArguments {
     /// Loads the configuration or exits 78 naming the key.
     func loadConfig() throws -> PipelineConfig {
         do { return try ConfigLoader.load(path: config) } catch {
-            printError(error.description)
-            throw ExitCode(78)
+            report(error)
+            throw ExitCode(error.exitStatus.rawValue)
         }
     }
 
     /// `--now` as UTC seconds (checked by `validate()`).
     var parsedNow: Int64? { now.flatMap(parseISO8601) }
+}
+
+/// An error the command itself finds (no job, no ledger).
+struct CommandError: Diagnosable {
+    let subject: String
+    let problem: String
+    let exitStatus: ExitStatus
 }
 
 func printError(_ line: String) {

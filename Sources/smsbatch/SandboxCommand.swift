@@ -52,8 +52,8 @@ struct SandboxCommand: AsyncParsableCommand {
         // signals at once is never killed by the default action.
         Shutdown.install(announce: false)
         do { try server.start() } catch {
-            printError("error: \(error)")
-            throw ExitCode(71)
+            report(CommandError(subject: "sandbox", problem: "cannot start: \(error)", exitStatus: .osError))
+            throw ExitCode(ExitStatus.osError.rawValue)
         }
         // One line, written straight to the descriptor: callers read it to learn the port.
         FileHandle.standardOutput.write(Data("sandbox listening on \(server.endpoint)\n".utf8))

@@ -35,25 +35,21 @@ struct JobOptions: ParsableArguments {
 /// Runs a spool command, mapping its errors to exit codes. Says first which configuration,
 /// spool and ledger it uses (a folder of its own creates them: never silently), then one
 /// line per job on stdout.
-func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) async throws -> Int32) async throws {
+func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) async throws -> ExitStatus) async throws {
     let config = try common.loadConfig()
     let root = config.watch.root
     let spoolExisted = FileManager.default.fileExists(atPath: root)
     let ledgerExisted = FileManager.default.fileExists(atPath: config.statePath)
     do {
-        let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: Progress(), sandbox: SandboxLauncher())
+        let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: TerminalProgress(), sandbox: SandboxLauncher())
         runner.onJob = { say(HumanSummary.jobLine($0.summary)) }
         printError("smsbatch: configuration \(common.configSource); spool \(root)\(spoolExisted ? "" : " (created now)"); "
             + "ledger \(config.statePath)\(ledgerExisted ? "" : " (new)"); sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: job.dryRun))")
-        let code = try await body(runner)
-        if code != 0 { throw ExitCode(code) }
-    } catch let e as SpoolError {
-        printError(e.description)
-        if case .busy = e { throw ExitCode(75) }
-        throw ExitCode(73)
-    } catch let e as RunError {
-        printError(e.description)
-        throw ExitCode(e.exitCode)
+        let status = try await body(runner)
+        if status != .ok { throw ExitCode(status.rawValue) }
+    } catch let e as any Diagnosable {
+        report(e)
+        throw ExitCode(e.exitStatus.rawValue)
     }
 }
 
@@ -103,8 +99,8 @@ struct JobsCommand: AsyncParsableCommand {
             printError("\(config.statePath): no ledger here (configuration \(common.configSource)): no job has run with it; "
                 + "run jobs from the folder where smsbatch ran, or give its pipeline.yaml with -c")
             if let job {
-                printError("\(config.statePath): error: no job \(job)")
-                throw ExitCode(66)
+                report(CommandError(subject: config.statePath, problem: "no job \(job)", exitStatus: .noInput))
+                throw ExitCode(ExitStatus.noInput.rawValue)
             }
             say(json ? "[]" : "no jobs yet")
             return
@@ -113,8 +109,8 @@ struct JobsCommand: AsyncParsableCommand {
             let ledger = try Ledger(path: config.statePath)
             if let job {
                 guard let record = try ledger.job(id: job) else {
-                    printError("\(config.statePath): error: no job \(job) in this ledger; 'smsbatch jobs' lists them")
-                    throw ExitCode(66)
+                    report(CommandError(subject: config.statePath, problem: "no job \(job) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))
+                    throw ExitCode(ExitStatus.noInput.rawValue)
                 }
                 let view = try JobView.load(record, from: ledger, batches: true)
                 say(json ? JobListing.json(view) : JobListing.detail(view))
@@ -124,8 +120,8 @@ struct JobsCommand: AsyncParsableCommand {
                 say(json ? JobListing.json(views) : JobListing.table(views))
             }
         } catch let e as LedgerError {
-            printError(e.description)
-            throw ExitCode(74)
+            report(e)
+            throw ExitCode(e.exitStatus.rawValue)
         }
     }
 }

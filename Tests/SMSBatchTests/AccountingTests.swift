@@ -122,7 +122,7 @@ struct SplitTests {
         let out = try await runJob(dir.write("c.csv", recipientCSV(rows(3000))), config: config, in: dir)
         #expect(out.summary.rejectReason == .overCap)
         #expect(out.batchFiles.isEmpty)
-        #expect(out.result.exitCode == 65)
+        #expect(out.result.exitStatus == .rejected)
     }
 
     @Test("--kind quick applies the quick cap")

@@ -87,7 +87,7 @@ struct ConfigTests {
         } catch {
             #expect(error.kind == .unreadable)
             #expect(error.line == nil)
-            #expect(error.description.hasPrefix("\(path): error: no such file"))
+            #expect(error.description.hasPrefix("\(path): no such file"))
         }
     }
 
@@ -115,7 +115,7 @@ struct ConfigTests {
             _ = try ConfigLoader.load(path: bad)
             Issue.record("loaded")
         } catch {
-            #expect(error.description == "\(bad):2: error: split.interval: 2h is above the maximum of 1h (allowed 5m to 1h)")
+            #expect(error.description == "\(bad):2: split.interval: 2h is above the maximum of 1h (allowed 5m to 1h)")
         }
     }
 
@@ -159,7 +159,7 @@ struct ConfigTests {
     @Test("the unknown-key message lists the keys the section has")
     func unknownKeyMessage() {
         #expect(failure("watch:\n  folder: x")?.description
-            == "pipeline.yaml:2: error: watch.folder: unknown key; watch has: root, settle")
+            == "pipeline.yaml:2: watch.folder: unknown key; watch has: root, settle")
     }
 
     // MARK: - Wrong types
@@ -192,7 +192,7 @@ struct ConfigTests {
     @Test("a wrong-type message says what was expected and what was found, in our words")
     func wrongTypeMessage() {
         #expect(failure("split:\n  batch_size: ten")?.description
-            == "pipeline.yaml:2: error: split.batch_size: expected an integer, got \"ten\"")
+            == "pipeline.yaml:2: split.batch_size: expected an integer, got \"ten\"")
     }
 
     // MARK: - Out of range

@@ -78,7 +78,7 @@ struct IngestTests {
         let out = try await runJob(dir.write("m.csv", "recipient,sender\n9876543210,MOBTXT\n"), in: dir)
         #expect(out.summary.status == .rejected)
         #expect(out.summary.rejectReason == .missingColumn)
-        #expect(out.result.exitCode == 65)
+        #expect(out.result.exitStatus == .rejected)
         #expect(out.batchFiles.isEmpty)
         // The detail says which names would have matched and where to add the file's own.
         let detail = try #require(out.summary.rejectDetail)
@@ -189,7 +189,7 @@ struct IngestTests {
         let dir = TempDir()
         for path in [dir.path, dir.file("nope.csv")] {
             await #expect(throws: RunError.self) { try await runJob(path, in: dir) }
-            do { _ = try await runJob(path, in: dir) } catch { #expect((error as? RunError)?.exitCode == 66) }
+            do { _ = try await runJob(path, in: dir) } catch { #expect((error as? RunError)?.exitStatus == .noInput) }
         }
     }
 

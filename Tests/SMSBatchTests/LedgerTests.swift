@@ -199,7 +199,7 @@ struct LedgerTests {
         try again.db.execute("PRAGMA user_version = \(Ledger.schemaVersion + 1)")
         again.close()
         let refused = #expect(throws: LedgerError.self) { try Ledger(path: path) }
-        #expect(refused?.description.hasPrefix("\(path): error: state ledger: schema version \(Ledger.schemaVersion + 1) comes from a newer smsbatch") == true)
+        #expect(refused?.description.hasPrefix("\(path): state ledger: schema version \(Ledger.schemaVersion + 1) comes from a newer smsbatch") == true)
     }
 
     @Test("a version-1 ledger is migrated: its answered rows count in the live counts of its unfinished jobs")
@@ -268,7 +268,7 @@ struct LedgerTests {
         let path = dir.write("state.sqlite", String(repeating: "not a database, ", count: 100))
         let e = #expect(throws: LedgerError.self) { try Ledger(path: path) }
         #expect(e?.code == 26)  // SQLITE_NOTADB
-        #expect(e?.description == "\(path): error: state ledger: file is not a database")
+        #expect(e?.description == "\(path): state ledger: file is not a database")
 
         let ledger = try Ledger(path: dir.file("ok.sqlite"))
         ledger.close()

@@ -46,7 +46,7 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     options.now = now
     options.force = force
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
-    let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+    let runner = JobRunner(config: config, options: options, progress: SilentProgress())
     return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)
 }
 
@@ -90,7 +90,7 @@ struct SendTests {
         config.split.batchSize = 1000
         let out = try await sendJob(path, config: config, in: dir)
         #expect(out.summary.status == .completed)
-        #expect(out.result.exitCode == 0)
+        #expect(out.result.exitStatus == .ok)
         #expect(out.summary.submitted == expected.valid - expected.duplicates)
         let rows = out.batchRows
         #expect(Set(rows.column("status")) == ["submitted"])
@@ -126,7 +126,7 @@ struct SendTests {
         setenv(provider.tokenEnv, "not-the-token", 1)
         let (path, _) = try generated(GeneratorOptions(rows: 200, seed: 23), in: dir)
         let out = try await sendJob(path, config: provider.config(), in: dir)
-        #expect(out.result.exitCode == 77)
+        #expect(out.result.exitStatus == .credentials)
         #expect(provider.server.accepted.count == 0)
         #expect(!out.batchRows.column("status").contains("submitted"))
         #expect(out.summary.submitted == 0)
@@ -184,7 +184,7 @@ struct SendTests {
         defer { server.stop() }
         let config = serverConfig(port: port, path: "/", tokenEnv: "SMSBATCH_TEST_404_TOKEN")
         let out = try await sendJob(dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"])), config: config, in: dir)
-        #expect(out.result.exitCode == 78)
+        #expect(out.result.exitStatus == .config)
         #expect(requests.withLock { $0 } == 1)
         #expect(out.summary.warnings.contains { $0.contains("send.endpoint") && $0.contains("/api/v2/") })
         #expect(out.batchRows.column("error_code") == ["NOT_SENT"])
@@ -215,7 +215,7 @@ struct SendTests {
         #expect(out.summary.status == .rejected)
         #expect(out.summary.rejectReason == .unreadable)
         #expect(out.summary.rejectDetail?.contains("changed after it was taken") == true)
-        #expect(out.result.exitCode == 65)
+        #expect(out.result.exitStatus == .rejected)
         #expect(sends.withLock { $0 } == 0)
         #expect(out.batchFiles.isEmpty)
     }
@@ -233,7 +233,7 @@ struct SendTests {
         func run() async throws -> JobOutput {
             var options = RunOptions()
             options.now = testNow
-            let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+            let runner = JobRunner(config: config, options: options, progress: SilentProgress())
             return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
         }
         let first = try await run()
@@ -242,7 +242,7 @@ struct SendTests {
         #expect(submitted > 0 && first.summary.failed > 0)
         setenv(provider.tokenEnv, "not-the-token", 1)
         let second = try await run()
-        #expect(second.result.exitCode == 77)
+        #expect(second.result.exitStatus == .credentials)
         #expect(second.summary.submitted == submitted)
         #expect(second.summary.submitted + second.summary.failed + second.summary.inDoubt + second.summary.pending == second.summary.toSend)
         #expect(second.batchRows.column("status").filter { $0 == "submitted" }.count == submitted)
@@ -261,7 +261,7 @@ struct SendTests {
         func run(_ config: PipelineConfig) async throws -> JobOutput {
             var options = RunOptions()
             options.now = testNow
-            let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+            let runner = JobRunner(config: config, options: options, progress: SilentProgress())
             return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
         }
         #expect(try await run(config).summary.status == .partial)
@@ -355,7 +355,7 @@ struct SendTests {
         let config = serverConfig(port: port, path: "/api/v2/", tokenEnv: "SMSBATCH_TEST_HTML_TOKEN")
         let path = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T"]))
         let out = try await sendJob(path, config: config, in: dir)
-        #expect(out.result.exitCode == 77)
+        #expect(out.result.exitStatus == .credentials)
         #expect(sends.withLock { $0 } == 0)
         #expect(out.batchRows.column("status") == ["failed"])
     }

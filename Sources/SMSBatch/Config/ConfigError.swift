@@ -1,7 +1,7 @@
 /// A pipeline.yaml that cannot be used (SPEC §3). The CLI maps every one to exit 78.
 ///
 /// Equatable so a test can assert the exact kind, key path and line.
-public struct ConfigError: Error, Equatable, CustomStringConvertible {
+public struct ConfigError: Diagnosable, Equatable {
     public enum Kind: Equatable, Sendable {
         /// The file named by `-c/--config` is missing, a directory, unreadable or not UTF-8.
         case unreadable
@@ -35,10 +35,9 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
         self.source = source
     }
 
-    /// `pipeline.yaml:12: error: split.batch_size: 200000 is above the bics maximum of 100000`
-    public var description: String {
-        let location = line.map { "\(source):\($0)" } ?? source
-        let key = keyPath.isEmpty ? "" : "\(keyPath): "
-        return "\(location): error: \(key)\(message)"
-    }
+    /// `pipeline.yaml:12`
+    public var subject: String { line.map { "\(source):\($0)" } ?? source }
+    /// `split.batch_size: 200000 is above the bics maximum of 100000`
+    public var problem: String { keyPath.isEmpty ? message : "\(keyPath): \(message)" }
+    public var exitStatus: ExitStatus { .config }
 }

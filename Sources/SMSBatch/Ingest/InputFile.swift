@@ -2,10 +2,12 @@ import Foundation
 internal import CCrypto
 
 /// The input could not be opened at all (exit 66): missing, a directory, no permission.
-public struct InputError: Error, CustomStringConvertible {
+public struct InputError: Diagnosable {
     public let path: String
     public let reason: String
-    public var description: String { "\(path): error: \(reason)" }
+    public var subject: String { path }
+    public var problem: String { reason }
+    public var exitStatus: ExitStatus { .noInput }
 }
 
 /// An input file opened for one streaming pass. With `hashing`, every byte read is also

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The state ledger could not be opened, read or written (SPEC §10, `state.path`).
-public struct LedgerError: Error, Equatable, CustomStringConvertible {
+public struct LedgerError: Diagnosable, Equatable {
     /// The ledger file.
     public let path: String
     /// SQLite's result code, or 0 when the ledger itself refused (schema from a newer
@@ -10,7 +10,9 @@ public struct LedgerError: Error, Equatable, CustomStringConvertible {
     /// SQLite's own message, or the ledger's.
     public let message: String
 
-    public var description: String { "\(path): error: state ledger: \(message)" }
+    public var subject: String { path }
+    public var problem: String { "state ledger: \(message)" }
+    public var exitStatus: ExitStatus { .ioError }
 }
 
 /// Where a job stands: in the ledger, summary.json and `smsbatch jobs`.

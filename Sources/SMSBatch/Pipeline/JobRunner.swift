@@ -12,10 +12,10 @@ public struct RunOptions: Sendable {
     public init() {}
 }
 
-/// A job's outcome: its summary and the exit code it calls for (SPEC §9).
+/// A job's outcome: its summary and the exit status it calls for (SPEC §9).
 public struct JobResult: Sendable {
     public let summary: JobSummary
-    public let exitCode: Int32
+    public let exitStatus: ExitStatus
 
     /// Stopped by a signal, or unable to confirm earlier requests: the file stays in
     /// processing/ and the job resumes on the next start.
@@ -24,54 +24,64 @@ public struct JobResult: Sendable {
     init(summary: JobSummary, sendEnd: SendStageEnd? = nil) {
         self.summary = summary
         switch sendEnd {
-        case .interrupted: exitCode = 0  // SPEC §10: a signal ends the run cleanly; the job resumes next time
-        case .credentialsRefused: exitCode = 77
-        case .wrongEndpoint: exitCode = 78
-        case .unreachable: exitCode = 69
+        case .interrupted: exitStatus = .ok  // SPEC §10: a signal ends the run cleanly; the job resumes next time
+        case .credentialsRefused: exitStatus = .credentials
+        case .wrongEndpoint: exitStatus = .config
+        case .unreachable: exitStatus = .unavailable
         case .ran, nil:
             switch summary.status {
-            case .completed, .interrupted: exitCode = 0
-            case .rejected: exitCode = 65
-            case .partial, .failed, .running, .sending: exitCode = 69
+            case .completed, .interrupted: exitStatus = .ok
+            case .rejected: exitStatus = .rejected
+            case .partial, .failed, .running, .sending: exitStatus = .unavailable
             }
         }
     }
 }
 
-/// A run-level error that is not about one file's content: the CLI maps each to its exit code.
-public enum RunError: Error, CustomStringConvertible {
+/// A run-level error that is not about one file's content.
+public enum RunError: Diagnosable {
     /// The input file cannot be opened (exit 66).
     case input(InputError)
-    /// An output file cannot be written.
+    /// An output file cannot be written (exit 74).
     case report(ReportError)
     /// A file that configuration points at is unreadable (66) or breaks a limit (78).
-    case configuredFile(String, isConfigError: Bool)
-    /// A setting that can only be checked at run time (exit 78).
-    case config(String)
+    case configuredFile(any Diagnosable)
+    /// A setting that can only be checked at run time (exit 78): about `subject` (a key or flag).
+    case setting(subject: String, problem: String)
     /// The state ledger cannot be opened or written (exit 74).
     case ledger(LedgerError)
     /// Another process is running this job (exit 75): try later.
-    case busy(String)
+    case busy(subject: String, problem: String)
 
-    public var description: String {
+    private var underlying: (any Diagnosable)? {
         switch self {
-        case .input(let e): e.description
-        case .report(let e): e.description
-        case .configuredFile(let m, _): m
-        case .config(let m): m
-        case .ledger(let e): e.description
-        case .busy(let m): m
+        case .input(let e): e
+        case .report(let e): e
+        case .configuredFile(let e): e
+        case .ledger(let e): e
+        case .setting, .busy: nil
         }
     }
 
-    public var exitCode: Int32 {
+    public var subject: String {
         switch self {
-        case .input: 66
-        case .report: 74
-        case .configuredFile(_, let isConfig): isConfig ? 78 : 66
-        case .config: 78
-        case .ledger: 74
-        case .busy: 75
+        case .setting(let subject, _), .busy(let subject, _): subject
+        default: underlying!.subject
+        }
+    }
+
+    public var problem: String {
+        switch self {
+        case .setting(_, let problem), .busy(_, let problem): problem
+        default: underlying!.problem
+        }
+    }
+
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .setting: .config
+        case .busy: .tryLater
+        default: underlying!.exitStatus
         }
     }
 }
@@ -84,7 +94,7 @@ public enum RunError: Error, CustomStringConvertible {
 public final class JobRunner {
     let config: PipelineConfig
     let options: RunOptions
-    let progress: Progress
+    let progress: ProgressReporter
     private var optOut: Set<UInt64>?
     /// Called with the plan once the file is read and before anything is sent.
     public var onPlan: ((JobSummary) -> Void)?
@@ -92,7 +102,7 @@ public final class JobRunner {
     /// The simulator for `send.endpoint: sandbox`, when the caller has one.
     let sandbox: BuiltInSandbox?
 
-    public init(config: PipelineConfig, options: RunOptions, progress: Progress, sandbox: BuiltInSandbox? = nil) {
+    public init(config: PipelineConfig, options: RunOptions, progress: ProgressReporter, sandbox: BuiltInSandbox? = nil) {
         self.sandbox = sandbox
         self.config = config
         self.options = options
@@ -102,17 +112,17 @@ public final class JobRunner {
     /// Loads what every job of this run shares (the opt-out list) and checks run-time settings.
     public func prepare() throws(RunError) {
         if case .at(let t) = config.split.start, t <= now + 300 {
-            throw .config("pipeline.yaml: error: split.start: \(UTCTime.iso(t)) is not more than 5 minutes ahead of now (\(UTCTime.iso(now)))")
+            throw .setting(subject: "split.start", problem: "\(UTCTime.iso(t)) is not more than 5 minutes ahead of now (\(UTCTime.iso(now)))")
         }
         if let p = options.product, !config.validate.products.keys.contains(p.uppercased()) {
-            throw .config("error: --product \(p) is not one of the configured products (\(config.validate.products.keys.sorted().joined(separator: " ")))")
+            throw .setting(subject: "--product", problem: "\(p) is not one of the configured products (\(config.validate.products.keys.sorted().joined(separator: " ")))")
         }
         guard let path = config.validate.optoutList else { optOut = []; return }
         do { optOut = try OptOutList.load(path: path, config: config) } catch {
-            throw .configuredFile(error.description, isConfigError: error.isConfigError)
+            throw .configuredFile(error)
         }
         if optOut?.isEmpty == true {
-            progress.warn("\(path): warning: validate.optout_list holds no valid number: nobody is opted out")
+            progress.warning(path, "validate.optout_list holds no valid number: nobody is opted out")
         }
     }
 
@@ -143,10 +153,10 @@ public final class JobRunner {
             }
             if previous.status.isResumable {
                 guard let dir = previous.outputDir, let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
-                    throw .busy("\(path): job \(previous.id) for the same content is running in another process")
+                    throw .busy(subject: path, problem: "job \(previous.id) for the same content is running in another process")
                 }
                 decision?.release()
-                progress.warn("\(path): resuming job \(previous.id)")
+                progress.note(path, "resuming job \(previous.id)")
                 return try await runJob(path: path, plan: JobPlan(id: previous.id, sha: sha, clock: previous.clock, dir: dir,
                                                                   ledger: ledger, lock: lock, snapshot: snapshot, resumed: true))
             }
@@ -154,7 +164,7 @@ public final class JobRunner {
         let (id, clock) = freshJobID(sha: sha, ledger: ledger)
         let dir = outDir ?? options.outDir ?? (outbox as NSString).appendingPathComponent(id)
         guard let lock = FileLock.exclusive(JobOutputs.lockPath(dir), wait: false) else {
-            throw .busy("\(dir): another process is writing a job into this folder")
+            throw .busy(subject: dir, problem: "another process is writing a job into this folder")
         }
         do {
             try ledger.createJob(JobRecord(id: id, input: path, sha256: sha, status: .running, clock: clock, outputDir: dir, startedAt: now))
@@ -226,7 +236,7 @@ public final class JobRunner {
             let outputs = try JobOutputs(config: config, outDir: dir, keepBatches: true)
             summary.outputDir = try outputs.publish(jobID: id, summary: &summary)
         } catch let e as LedgerError { throw .ledger(e) } catch let e as ReportError { throw .report(e) } catch { throw .report(ReportError(path: dir, errno: EIO)) }
-        progress.warn("\(path): repeat of job \(previous.id): nothing sent")
+        progress.note(path, "repeat of job \(previous.id): nothing sent")
         return JobResult(summary: summary)
     }
 
@@ -251,7 +261,7 @@ public final class JobRunner {
                 job.recentlySent = Set(try ledger.sentSince(started - Int64(config.dedupe.window), excludingJob: id).map { MessageDigest(high: $0.hi, low: $0.lo) })
             } catch { throw .ledger(error) }
         }
-        progress.start(path: path, bytes: file.size)
+        progress.reading(path, bytes: file.size)
 
         do throws(ReportError) {
             if file.size == 0 {
@@ -293,7 +303,7 @@ public final class JobRunner {
                         // file is given again and stays still.
                         summary.status = .interrupted
                         summary.warnings.append("\(change); the job resumes when the file is given again")
-                        progress.warn("\(path): \(change); the job resumes when the file is given again")
+                        progress.warning(path, "\(change); the job resumes when the file is given again")
                         do {
                             let counts = try ledger.sendCounts(jobID: summary.job).total
                             (summary.submitted, summary.failed, summary.inDoubt) = (counts.submitted, counts.failed, counts.inDoubt)
@@ -301,7 +311,7 @@ public final class JobRunner {
                         } catch { throw .ledger(error) }
                     } else {
                         summary.rejectFile(.unreadable, change)
-                        progress.warn("\(path): error: file rejected: unreadable: \(change)")
+                        progress.error(path, "file rejected: unreadable: \(change)")
                     }
                 } else {
                     stage = send
@@ -335,7 +345,7 @@ public final class JobRunner {
         } catch {
             throw .report(ReportError(path: outputs.dir, errno: EIO))
         }
-        progress.finish(path: path, summary: summary)
+        progress.finished(summary)
         await release(plan.lock, dir: outputs.dir)
         return JobResult(summary: summary, sendEnd: end)
     }

@@ -7,7 +7,7 @@ struct JobState: ~Copyable {
     let now: Int64
     let path: String
     let outputs: JobOutputs
-    let progress: Progress
+    let progress: ProgressReporter
     let products: [ProductEntry]
     private let optOut: Set<UInt64>
     private let defaultSender: [UInt8]
@@ -62,7 +62,7 @@ struct JobState: ~Copyable {
 
     private enum Stage: Int { case ingest, validate, dedupe, split, send, report }
 
-    init(config: PipelineConfig, options: RunOptions, optOut: Set<UInt64>, now: Int64, outputs: JobOutputs, path: String, progress: Progress) {
+    init(config: PipelineConfig, options: RunOptions, optOut: Set<UInt64>, now: Int64, outputs: JobOutputs, path: String, progress: ProgressReporter) {
         self.config = config
         self.options = options
         self.optOut = optOut
@@ -83,7 +83,7 @@ struct JobState: ~Copyable {
         summary.rejectReason = reason
         summary.rejectDetail = detail
         stopped = true
-        progress.warn("\(path): error: file rejected: \(reason.rawValue): \(oneLine(detail))")
+        progress.error(path, "file rejected: \(reason.rawValue): \(detail)")
     }
 
     // MARK: - Ingest
@@ -107,13 +107,13 @@ struct JobState: ~Copyable {
             case .block(let box):
                 if !stopped && failure == nil {
                     do { try process(box.pointer.pointee) } catch { failure = error }
-                    progress.rows(summary.rows, bytesRead: bytesRead())
+                    progress.read(rows: summary.rows, bytesRead: bytesRead())
                 }
                 channel.giveBack(box)
                 if stopped || failure != nil { channel.stop() }
             case .warning(let warning):
                 summary.warnings.append(warning)
-                progress.warn("\(path): warning: \(oneLine(warning))")
+                progress.warning(path, warning)
             case .reject(let reason, let detail):
                 rejectFile(reason, detail)
             }
@@ -225,7 +225,7 @@ struct JobState: ~Copyable {
         }
         for note in columns.ignored {
             summary.warnings.append(note)
-            progress.warn("\(path): warning: \(oneLine(note))")
+            progress.warning(path, note)
         }
         if firstHeader == nil {
             firstHeader = names
@@ -435,17 +435,3 @@ private func withSender<R, E: Error>(_ v: ValidRow, _ block: borrowing RecordBlo
     return try fallback.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
 }
 
-/// A message for one stderr line: line breaks and other controls written as escapes.
-func oneLine(_ text: String) -> String {
-    var out = ""
-    for u in text.unicodeScalars {
-        switch u {
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20 || u.value == 0x7F: out += String(format: "\\x%02x", u.value)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out
-}

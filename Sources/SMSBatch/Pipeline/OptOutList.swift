@@ -2,12 +2,14 @@
 /// them (SPEC §5); numbers normalised like recipients. Read through the same libarchive and
 /// libcsv path as recipient files, so a gzipped list works too.
 enum OptOutList {
-    struct LoadError: Error, CustomStringConvertible {
+    struct LoadError: Diagnosable {
         let path: String
         let reason: String
         /// Exit 66 when the file cannot be read, 78 when it breaks a configured limit.
         let isConfigError: Bool
-        var description: String { "\(path): error: \(reason)" }
+        var subject: String { path }
+        var problem: String { reason }
+        var exitStatus: ExitStatus { isConfigError ? .config : .noInput }
     }
 
     static func load(path: String, config: PipelineConfig) throws(LoadError) -> Set<UInt64> {

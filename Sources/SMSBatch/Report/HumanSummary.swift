@@ -75,7 +75,7 @@ public enum HumanSummary {
         return "\(head): \(counts); outputs in \(s.outputDir)"
     }
 
-    static func duration(_ seconds: Int) -> String {
+    public static func duration(_ seconds: Int) -> String {
         seconds < 120 ? "\(seconds)s" : seconds < 7200 ? "\(seconds / 60)m\(seconds % 60 == 0 ? "" : "\(seconds % 60)s")" : "\(seconds / 3600)h\(seconds % 3600 / 60)m"
     }
 }

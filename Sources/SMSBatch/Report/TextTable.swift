@@ -31,7 +31,7 @@ struct TextTable {
 }
 
 /// A count as people read it: 28354 → "28,354".
-func grouped(_ n: Int) -> String {
+public func grouped(_ n: Int) -> String {
     let digits = String(n.magnitude)
     var out = ""
     for (i, c) in digits.enumerated() {

@@ -43,7 +43,7 @@ final class SendStage {
     let config: PipelineConfig
     let outputs: JobOutputs
     let ledger: Ledger?
-    let progress: Progress
+    let progress: ProgressReporter
     private var sender: Sender?
     private var client: ProviderClient?
     private var refusal: SendError?
@@ -53,7 +53,7 @@ final class SendStage {
     /// How often summary.json is rewritten from the ledger while sending.
     static let summaryEvery: Duration = .seconds(5)
 
-    init(config: PipelineConfig, outputs: JobOutputs, ledger: Ledger?, progress: Progress) {
+    init(config: PipelineConfig, outputs: JobOutputs, ledger: Ledger?, progress: ProgressReporter) {
         self.config = config
         self.outputs = outputs
         self.ledger = ledger
@@ -77,7 +77,7 @@ final class SendStage {
     }
 
     /// The refusal `connect` met, as the line to show.
-    var refusalMessage: String? { refusal?.description }
+    var refusalMessage: String? { refusal?.message }
 
     /// Sends the job's queue and fills in the batch files, the counts (from the ledger) and
     /// the status of `summary`.
@@ -99,8 +99,8 @@ final class SendStage {
                 outcome = try await sender.run(queue: reader, outputs: outputs)
             } catch let e as SendError {
                 // The provider cannot confirm earlier unanswered requests: send nothing more now.
-                progress.warn("\(summary.input): \(e.description)")
-                summary.warnings.append(e.description)
+                progress.error(summary.input, e.message)
+                summary.warnings.append(e.message)
                 outcome = Sender.Outcome()
                 outcome.interrupted = true
             } catch {
@@ -118,8 +118,8 @@ final class SendStage {
             outcome = Sender.Outcome()
             outcome.interrupted = true
         } else {
-            let reason = refusal?.description ?? "not sent"
-            progress.warn("\(summary.input): \(reason)")
+            let reason = refusal?.message ?? "not sent"
+            progress.error(summary.input, reason)
             summary.warnings.append(reason)
             // A resumed job keeps what the ledger knows of its rows.
             let settled = try ledger?.finalOutcomes(jobID: summary.job) ?? [:]
@@ -191,9 +191,9 @@ final class SendStage {
                     left = live.seconds(requestsPerBatch: [Int((Double(remaining) / rowsPerRequest).rounded(.up))])
                 }
                 let elapsed = (now - started).seconds
-                progress.sending(path: summary.input, submitted: submitted, of: summary.toSend, failed: base.failed + s.failed,
-                                 rowsPerSecond: elapsed > 0 ? Double(s.submitted) / elapsed : 0, secondsLeft: left,
-                                 retries: s.retries, inDoubt: s.inDoubt)
+                progress.sending(SendingStatus(path: summary.input, submitted: submitted, total: summary.toSend, failed: base.failed + s.failed,
+                                               rowsPerSecond: elapsed > 0 ? Double(s.submitted) / elapsed : 0, secondsLeft: left,
+                                               retries: s.retries, inDoubt: s.inDoubt))
                 if let ledger, now - lastSummary >= SendStage.summaryEvery {
                     lastSummary = now
                     var current = summary

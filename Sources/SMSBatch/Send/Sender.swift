@@ -40,15 +40,18 @@ public enum SendError: Error, CustomStringConvertible, Sendable {
     /// `auth/me` answered 404: `send.endpoint` is not the API's base URL (exit 78).
     case wrongEndpoint(String)
 
-    public var description: String {
+    /// What went wrong, for the job's subject (its file) to go with.
+    public var message: String {
         switch self {
-        case .credentialsRefused(let m): "error: the provider refused the credentials: \(m)"
-        case .missingToken(let v): "error: no access token: set the environment variable \(v) (send.token_env)"
-        case .unreachable(let m): "error: cannot reach the provider at send.endpoint: \(m)"
-        case .wrongEndpoint(let m): "error: send.endpoint is not the provider's API: \(m)"
+        case .credentialsRefused(let m): "the provider refused the credentials: \(m)"
+        case .missingToken(let v): "no access token: set the environment variable \(v) (send.token_env)"
+        case .unreachable(let m): "cannot reach the provider at send.endpoint: \(m)"
+        case .wrongEndpoint(let m): "send.endpoint is not the provider's API: \(m)"
         case .stopped: "stopped by a signal before anything was sent"
         }
     }
+
+    public var description: String { message }
 }
 
 /// Sends the queued rows batch by batch (SPEC §8) and writes each batch's result file.

@@ -1,14 +1,28 @@
 import Foundation
 
 /// Another drain or watch holds the spool (exit 75), or the spool cannot be used.
-public enum SpoolError: Error, CustomStringConvertible {
+public enum SpoolError: Diagnosable {
     case busy(String)
     case unusable(String, String)
 
-    public var description: String {
+    public var subject: String {
         switch self {
-        case .busy(let root): "\(root): another smsbatch drain or watch is using this spool; try later"
-        case .unusable(let path, let why): "\(path): error: \(why)"
+        case .busy(let root): root
+        case .unusable(let path, _): path
+        }
+    }
+
+    public var problem: String {
+        switch self {
+        case .busy: "another smsbatch drain or watch is using this spool; try later"
+        case .unusable(_, let why): why
+        }
+    }
+
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .busy: .tryLater
+        case .unusable: .cannotCreate
         }
     }
 }

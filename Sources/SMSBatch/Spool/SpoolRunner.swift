@@ -6,11 +6,11 @@ public final class SpoolRunner {
     let spool: Spool
     let runner: JobRunner
     let config: PipelineConfig
-    let progress: Progress
+    let progress: ProgressReporter
     /// Called after each job with its result (the command prints one line per job).
     public var onJob: ((JobResult) -> Void)?
 
-    public init(config: PipelineConfig, options: RunOptions, progress: Progress, sandbox: BuiltInSandbox? = nil) throws(SpoolError) {
+    public init(config: PipelineConfig, options: RunOptions, progress: ProgressReporter, sandbox: BuiltInSandbox? = nil) throws(SpoolError) {
         self.config = config
         self.progress = progress
         spool = try Spool(root: config.watch.root)
@@ -21,12 +21,12 @@ public final class SpoolRunner {
 
     /// Cron mode: every claimable file now in the inbox, then exit with the worst job's code.
     /// - Throws: `SpoolError.busy` (exit 75) when another drain or a watch holds the spool.
-    public func drain() async throws -> Int32 {
+    public func drain() async throws -> ExitStatus {
         let lock = try spool.lock(exclusive: true)
         defer { withExtendedLifetime(lock) {} }
         Shutdown.install()
         try runner.prepare()
-        var worst: Int32 = 0
+        var worst = ExitStatus.ok
         for file in spool.orphans() where !Shutdown.requested {
             worst = max(worst, await process(spool.path("processing", file)))
         }
@@ -34,7 +34,7 @@ public final class SpoolRunner {
             // A file that changed within `settle`, or that some process still has open for
             // writing, is not complete yet (SPEC §10).
             guard await settled(c) else {
-                progress.warn("\(spool.path("inbox", c.name)): still changing after \(10 * config.watch.settle)s; left for the next drain")
+                progress.warning(spool.path("inbox", c.name), "still changing after \(10 * config.watch.settle)s; left for the next drain")
                 continue
             }
             if Spool.hasWriter(spool.path("inbox", c.name)) == true { continue }
@@ -65,13 +65,13 @@ public final class SpoolRunner {
 
     /// Daemon mode: until SIGINT/SIGTERM.
     /// - Throws: `SpoolError.busy` (exit 75) when a drain holds the spool.
-    public func watch() async throws -> Int32 {
+    public func watch() async throws -> ExitStatus {
         let lock = try spool.lock(exclusive: false)
         defer { withExtendedLifetime(lock) {} }
         Shutdown.install()
         try runner.prepare()
         let watcher = InboxWatcher(spool: spool, settle: Double(config.watch.settle))
-        progress.warn("\(spool.inbox): watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
+        progress.note(spool.inbox, "watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
         var lastOrphanScan = -Double.infinity
         while !Shutdown.requested {
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
@@ -86,47 +86,47 @@ public final class SpoolRunner {
                 _ = await process(claimed)
             }
         }
-        progress.warn("\(spool.inbox): stopped")
-        return 0
+        progress.note(spool.inbox, "stopped")
+        return .ok
     }
 
     /// Runs one claimed file (held with flock so no other process takes it meanwhile) and
-    /// files it away. Returns the job's exit code.
-    func process(_ path: String) async -> Int32 {
-        guard let hold = spool.hold(path) else { return 0 }
+    /// files it away. Returns the job's exit status.
+    func process(_ path: String) async -> ExitStatus {
+        guard let hold = spool.hold(path) else { return .ok }
         defer { withExtendedLifetime(hold) {} }
         let name = (path as NSString).lastPathComponent
         do {
             let result = try await runner.run(path: path)
             onJob?(result)
-            if result.interrupted { return result.exitCode }
+            if result.interrupted { return result.exitStatus }
             let s = result.summary
             let filed: String
-            if result.exitCode == 0 {
+            if result.exitStatus == .ok {
                 filed = spool.finish(path, failedReason: nil)
             } else {
                 filed = spool.finish(path, failedReason: .object([
                     ("file", .string(name)), ("job", .string(s.job)), ("status", .string(s.status.rawValue)),
                     ("reject_reason", s.rejectReason.map { .string($0.rawValue) } ?? .null),
                     ("detail", .string(s.rejectDetail ?? s.warnings.last ?? "\(s.failed) rows could not be submitted")),
-                    ("exit_code", .int(Int(result.exitCode))), ("outputs", .string(s.outputDir)),
+                    ("exit_code", .int(Int(result.exitStatus.rawValue))), ("outputs", .string(s.outputDir)),
                 ]))
             }
             // `jobs` shows where the file is now; a dry run has no ledger entry.
             if !s.dryRun { try? runner.openLedger().recordFileLocation(jobID: s.job, path: filed) }
-            return result.exitCode
+            return result.exitStatus
         } catch {
-            progress.warn(error.description)
+            progress.error(error.subject, error.problem)
             switch error {
-            case .input, .configuredFile, .config:
+            case .input, .configuredFile, .setting:
                 spool.finish(path, failedReason: .object([
                     ("file", .string(name)), ("status", .string("failed")), ("detail", .string(error.description)),
-                    ("exit_code", .int(Int(error.exitCode))),
+                    ("exit_code", .int(Int(error.exitStatus.rawValue))),
                 ]))
             case .busy, .ledger, .report:
                 break  // stays in processing/: taken up again on a later pass
             }
-            return error.exitCode
+            return error.exitStatus
         }
     }
 }

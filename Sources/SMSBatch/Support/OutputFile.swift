@@ -146,8 +146,10 @@ struct ClosedOutputFile {
 }
 
 /// An output file could not be written (disk full, permissions).
-public struct ReportError: Error, CustomStringConvertible {
+public struct ReportError: Diagnosable {
     public let path: String
     public let errno: Int32
-    public var description: String { "\(path): error: cannot write: \(String(cString: strerror(errno)))" }
+    public var subject: String { path }
+    public var problem: String { "cannot write: \(String(cString: strerror(errno)))" }
+    public var exitStatus: ExitStatus { .ioError }
 }

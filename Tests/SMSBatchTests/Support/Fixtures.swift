@@ -145,7 +145,7 @@ func runJob(_ file: String, config: PipelineConfig = PipelineConfig(), in dir: T
     options.kind = kind
     options.product = product
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
-    let runner = JobRunner(config: config, options: options, progress: Progress(quiet: true))
+    let runner = JobRunner(config: config, options: options, progress: SilentProgress())
     let result = try await runner.run(path: file, outDir: out)
     return JobOutput(result: result, dir: out)
 }
