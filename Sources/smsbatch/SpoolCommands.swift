@@ -106,7 +106,7 @@ struct JobsCommand: AsyncParsableCommand {
             return
         }
         do {
-            let ledger = try Ledger(path: config.statePath)
+            let ledger = try LedgerStore.open(config)
             if let job {
                 guard let record = try ledger.job(id: job) else {
                     report(CommandError(subject: config.statePath, problem: "no job \(job) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))

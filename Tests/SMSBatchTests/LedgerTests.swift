@@ -3,7 +3,7 @@ import Testing
 @testable import SMSBatch
 @testable import SMSBatchSandbox
 
-private typealias Outcome = Ledger.RowOutcome
+private typealias Outcome = RequestOutcome
 
 private func job(_ id: String, sha: String = "aa", startedAt: Int64 = 1_000, repeatOf: String? = nil) -> JobRecord {
     JobRecord(id: id, input: "/in/\(id).csv", sha256: sha, status: .running, clock: startedAt, repeatOf: repeatOf, startedAt: startedAt)
@@ -30,7 +30,7 @@ struct LedgerTests {
     func jobs() throws {
         let dir = TempDir()
         // Parent folders that do not exist yet are created.
-        let ledger = try Ledger(path: dir.file("spool/deep/state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("spool/deep/state.sqlite"))
         let a = JobRecord(id: "a", input: "/in/a.csv", sha256: "s1", status: .running, clock: 500, outputDir: nil,
                           rows: 3, startedAt: 1_000)
         try ledger.createJob(a)
@@ -39,7 +39,7 @@ struct LedgerTests {
         #expect(try ledger.job(id: "a") == a)
         #expect(try ledger.job(id: "zz") == nil)
 
-        try ledger.updateJob(id: "a", status: .completed, counts: Ledger.JobCounts(rows: 10, valid: 8, invalid: 2, duplicates: 1, toSend: 7, submitted: 6, failed: 1),
+        try ledger.updateJob(id: "a", status: .completed, counts: JobCounts(rows: 10, valid: 8, invalid: 2, duplicates: 1, toSend: 7, submitted: 6, failed: 1),
                              outputDir: "/out/a", finishedAt: 1_500)
         var want = a
         (want.status, want.rows, want.valid, want.invalid, want.duplicates, want.toSend, want.submitted, want.failed) =
@@ -64,7 +64,7 @@ struct LedgerTests {
     @Test("an intent is in doubt until its answer is recorded; intents need a known job")
     func intentsAndAnswers() throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
         try ledger.createJob(job("k"))
         let r1 = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4])
@@ -109,7 +109,7 @@ struct LedgerTests {
 
         // Through SQLite too, and compact for a typical 500-row answer.
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
         let big = (2..<502).map { accepted($0, "5f0e8c1a-") }
         #expect(OutcomeCodec.encode(big).count < 500 * 24)
@@ -124,7 +124,7 @@ struct LedgerTests {
     @Test("final outcomes: a later answer replaces an earlier one for a row, but a submitted row stays submitted")
     func mergeRule() throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
         try ledger.createJob(job("other"))
         let first = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4, 5])
@@ -152,7 +152,7 @@ struct LedgerTests {
     @Test("the sent index keeps full 64-bit digests, answers 'sent since' inclusively and prunes older entries")
     func sentIndex() throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         let early: [(hi: UInt64, lo: UInt64)] = [(1, 2), (UInt64.max, 0x8000_0000_0000_0000)]
         let late: [(hi: UInt64, lo: UInt64)] = (0..<1_000).map { (hi: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, lo: ~UInt64($0)) }
         try recordSent(ledger, jobID: "a", digests: early, at: 100)
@@ -175,7 +175,7 @@ struct LedgerTests {
     @Test("the file is in WAL mode with synchronous=FULL and foreign keys on")
     func pragmas() throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         #expect(try ledger.db.query("PRAGMA journal_mode").first?.string(0) == "wal")
         #expect(try ledger.db.query("PRAGMA synchronous").first?.int64(0) == 2)  // FULL
         #expect(try ledger.db.query("PRAGMA foreign_keys").first?.int64(0) == 1)
@@ -187,19 +187,19 @@ struct LedgerTests {
         let dir = TempDir()
         let path = dir.file("state.sqlite")
         do {
-            let ledger = try Ledger(path: path)
+            let ledger = try SQLiteLedger(path: path)
             try ledger.createJob(job("kept"))
             ledger.close()
         }
-        let again = try Ledger(path: path)
-        #expect(try again.db.query("PRAGMA user_version").first?.int64(0) == Int64(Ledger.schemaVersion))
+        let again = try SQLiteLedger(path: path)
+        #expect(try again.db.query("PRAGMA user_version").first?.int64(0) == Int64(SQLiteLedger.schemaVersion))
         #expect(try again.job(id: "kept")?.id == "kept")
         #expect(try again.db.query("SELECT count(*) FROM sqlite_master WHERE name = 'jobs'").first?.int64(0) == 1)
 
-        try again.db.execute("PRAGMA user_version = \(Ledger.schemaVersion + 1)")
+        try again.db.execute("PRAGMA user_version = \(SQLiteLedger.schemaVersion + 1)")
         again.close()
-        let refused = #expect(throws: LedgerError.self) { try Ledger(path: path) }
-        #expect(refused?.description.hasPrefix("\(path): state ledger: schema version \(Ledger.schemaVersion + 1) comes from a newer smsbatch") == true)
+        let refused = #expect(throws: LedgerError.self) { try SQLiteLedger(path: path) }
+        #expect(refused?.description.hasPrefix("\(path): state ledger: schema version \(SQLiteLedger.schemaVersion + 1) comes from a newer smsbatch") == true)
     }
 
     @Test("a version-1 ledger is migrated: its answered rows count in the live counts of its unfinished jobs")
@@ -208,7 +208,7 @@ struct LedgerTests {
         let path = dir.file("state.sqlite")
         do {
             let db = try SQLiteDatabase(path: path)
-            try db.executeScript(Ledger.migration1)
+            try db.executeScript(SQLiteLedger.migration1)
             try db.execute("PRAGMA user_version = 1")
             try db.execute("INSERT INTO jobs(id, input, sha256, status, clock, started_at) VALUES('old', 'a.csv', 'x', 'sending', 0, 0)")
             let answer = OutcomeCodec.encode([accepted(2), failed(3, status: 503, code: "HTTP_503"), accepted(4)])
@@ -218,7 +218,7 @@ struct LedgerTests {
                            [.blob(RowListCodec.encode([5, 6]))])
             db.close()
         }
-        let ledger = try Ledger(path: path)
+        let ledger = try SQLiteLedger(path: path)
         let counts = try ledger.sendCounts(jobID: "old")
         #expect(counts.total.submitted == 2)
         #expect(counts.total.failed == 1)
@@ -230,7 +230,7 @@ struct LedgerTests {
     @Test("live counts: a submitted row stays submitted; a failed row re-sent is in flight, not failed, until answered")
     func liveCounts() throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
         let first = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4])
         #expect(try ledger.sendCounts(jobID: "j").total.inDoubt == 3)
@@ -253,10 +253,10 @@ struct LedgerTests {
     @Test("the plan is kept per job and replaced when the job plans again")
     func plan() throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
-        let one = Ledger.PlannedBatch(batch: 1, part: 1, rows: 10, requests: 1, scheduledAt: nil, deferred: 0)
-        let two = Ledger.PlannedBatch(batch: 2, part: 1, rows: 5, requests: 3, scheduledAt: 1_800_000_000, deferred: 2)
+        let one = BatchRecord(batch: 1, part: 1, rows: 10, requests: 1, scheduledAt: nil, deferred: 0)
+        let two = BatchRecord(batch: 2, part: 1, rows: 5, requests: 3, scheduledAt: 1_800_000_000, deferred: 2)
         try ledger.recordPlan(jobID: "j", [one, two])
         try ledger.recordPlan(jobID: "j", [one, two])
         #expect(try ledger.plan(jobID: "j") == [one, two])
@@ -266,11 +266,11 @@ struct LedgerTests {
     func errors() throws {
         let dir = TempDir()
         let path = dir.write("state.sqlite", String(repeating: "not a database, ", count: 100))
-        let e = #expect(throws: LedgerError.self) { try Ledger(path: path) }
+        let e = #expect(throws: LedgerError.self) { try SQLiteLedger(path: path) }
         #expect(e?.code == 26)  // SQLITE_NOTADB
         #expect(e?.description == "\(path): state ledger: file is not a database")
 
-        let ledger = try Ledger(path: dir.file("ok.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("ok.sqlite"))
         ledger.close()
         let closed = #expect(throws: LedgerError.self) { try ledger.jobs() }
         #expect(closed?.code == 21)  // SQLITE_MISUSE
@@ -279,7 +279,7 @@ struct LedgerTests {
     @Test("8 concurrent tasks record intents and answers on one ledger without errors")
     func concurrency() async throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for t in 0..<8 {
@@ -307,7 +307,7 @@ struct LedgerTests {
           .enabled(if: ProcessInfo.processInfo.environment["SMSBATCH_BENCH"] != nil))
     func benchmark() async throws {
         let dir = TempDir()
-        let ledger = try Ledger(path: dir.file("state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
         try ledger.createJob(job("j"))
         let n = 400
         let outcomes = (0..<500).map { accepted($0, "6b1f2c9e-4d1a-4c3b-9a7e-") }

@@ -44,7 +44,7 @@ struct SendBenchmark {
         config.concurrency = 4
         var ledger: Ledger? = nil
         if useLedger {
-            ledger = try Ledger(path: dir.file("state.sqlite"))
+            ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
             try ledger!.createJob(JobRecord(id: "bench", input: "bench", sha256: "0", status: .sending, clock: 0, startedAt: 0))
         }
         let client = ProviderClient(endpoint: server.endpoint, token: "bench", auth: .header, timeout: 30, concurrency: 4)

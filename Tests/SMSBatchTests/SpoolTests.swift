@@ -228,7 +228,7 @@ struct SpoolTests {
         let accepted = try sandbox.accepted()
         #expect(accepted.count == stats.valid - stats.duplicates)
         #expect(accepted.repeats == 0)
-        let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("spool/state.sqlite"))
         let job = try #require(try ledger.jobs().first { $0.repeatOf == nil })
         #expect(job.status == .completed)
         // Every row is in exactly one output.
@@ -260,7 +260,7 @@ struct SpoolTests {
         let accepted = try sandbox.accepted()
         #expect(accepted.count == stats.valid - stats.duplicates)
         #expect(accepted.repeats == 0)
-        let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("spool/state.sqlite"))
         #expect(try ledger.jobs().filter { $0.repeatOf == nil }.map(\.status) == [.completed])
         #expect(files(dir.file("spool/processing")).isEmpty)
     }
@@ -304,7 +304,7 @@ struct SpoolTests {
         #expect(second.status == 0)
         #expect(files(dir.file("spool/done")) == ["a.csv", "a.csv.1"])
         #expect(try sandbox.accepted().count == stats.valid - stats.duplicates)
-        let ledger = try Ledger(path: dir.file("spool/state.sqlite"))
+        let ledger = try SQLiteLedger(path: dir.file("spool/state.sqlite"))
         let jobs = try ledger.jobs()
         #expect(jobs.count == 2)
         #expect(jobs.contains { $0.repeatOf != nil })

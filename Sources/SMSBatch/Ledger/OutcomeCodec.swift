@@ -1,20 +1,5 @@
 import Foundation
 
-extension Ledger {
-    /// What happened to one row of a request at the provider, as the ledger stores it.
-    ///
-    /// Nested in `Ledger` because the validator already has a module-wide `RowOutcome`.
-    struct RowOutcome: Sendable, Equatable {
-        var row: Int
-        var submitted: Bool
-        var messageId: String
-        var httpStatus: Int?
-        var errorCode: String
-        var errorMessage: String
-        var attempts: Int
-    }
-}
-
 /// A request's row numbers in `requests.rows`: UInt32 little-endian each.
 enum RowListCodec {
     static func encode(_ rows: [Int]) -> Data {
@@ -47,7 +32,7 @@ enum RowListCodec {
 enum OutcomeCodec {
     static let format: UInt8 = 1
 
-    static func encode(_ outcomes: [Ledger.RowOutcome]) -> Data {
+    static func encode(_ outcomes: [RequestOutcome]) -> Data {
         var out: [UInt8] = []
         out.reserveCapacity(8 + outcomes.count * 32)
         out.append(format)
@@ -67,11 +52,11 @@ enum OutcomeCodec {
     }
 
     /// nil when the bytes are not a well-formed encoding (truncated, unknown format).
-    static func decode(_ data: Data) -> [Ledger.RowOutcome]? {
-        data.withUnsafeBytes { raw -> [Ledger.RowOutcome]? in
+    static func decode(_ data: Data) -> [RequestOutcome]? {
+        data.withUnsafeBytes { raw -> [RequestOutcome]? in
             var r = Reader(bytes: raw.assumingMemoryBound(to: UInt8.self))
             guard r.byte() == format, let count = r.varint(), count <= UInt64(raw.count) else { return nil }
-            var outcomes: [Ledger.RowOutcome] = []
+            var outcomes: [RequestOutcome] = []
             outcomes.reserveCapacity(Int(count))
             var previous: Int64 = 0
             for _ in 0..<count {
@@ -84,7 +69,7 @@ enum OutcomeCodec {
                 }
                 guard let attempts = r.varint(), let id = r.string(), let code = r.string(), let message = r.string()
                 else { return nil }
-                outcomes.append(Ledger.RowOutcome(
+                outcomes.append(RequestOutcome(
                     row: Int(previous), submitted: flags & 1 != 0, messageId: id, httpStatus: http,
                     errorCode: code, errorMessage: message, attempts: Int(unzigzag(attempts))))
             }

@@ -30,19 +30,6 @@ final class JobOutputs: Sendable {
 
     func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
-    /// The lock a process holds while it runs the job whose outputs are in `dir`.
-    static func lockPath(_ dir: String) -> String { (dir as NSString).appendingPathComponent(".job.lock") }
-
-    /// Whether a process is running the job whose outputs are in `dir` (holds its lock).
-    /// Never creates the lock file.
-    public static func isHeld(_ dir: String?) -> Bool {
-        guard let dir else { return false }
-        let fd = open(lockPath(dir), O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
-        return flock(fd, LOCK_SH | LOCK_NB) != 0
-    }
-
     /// The send queue's name in the job folder (hidden: it is working state, not a result).
     static let queueName = ".send-queue"
 

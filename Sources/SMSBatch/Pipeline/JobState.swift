@@ -77,6 +77,50 @@ struct JobState: ~Copyable {
 
     private var rejected: Bool { summary.rejectReason != nil }
 
+    /// The first pass over a file: ingest, validate, dedupe, split and the rejects,
+    /// duplicates and (dry run) batch files, or the send queue. Returns the job's summary
+    /// with its plan.
+    static func firstPass(path: String, ticket: JobTicket, config: PipelineConfig, options: RunOptions, optOut: Set<UInt64>,
+                          outputs: JobOutputs, progress: ProgressReporter) throws(RunError) -> JobSummary {
+        let file: InputFile
+        do { file = try InputFile(path: path, hashing: ticket.sha == nil) } catch { throw .input(error) }
+        var job = JobState(config: config, options: options, optOut: optOut, now: ticket.clock, outputs: outputs, path: path, progress: progress)
+        job.summary.input = path
+        job.summary.bytes = file.size
+        job.summary.startedAt = ticket.clock
+        job.summary.dryRun = options.dryRun
+        job.summary.kind = options.kind ?? config.caps.kind
+        // --force sends the content again: the window would only turn it into duplicates.
+        if let ledger = ticket.ledger, let id = ticket.id, config.dedupe.window > 0, !options.force {
+            do {
+                try ledger.prune(sentBefore: ticket.clock - Int64(config.dedupe.window))
+                job.recentlySent = Set(try ledger.sentSince(ticket.clock - Int64(config.dedupe.window), excludingJob: id)
+                    .map { MessageDigest(high: $0.hi, low: $0.lo) })
+            } catch { throw .ledger(error) }
+        }
+        progress.reading(path, bytes: file.size)
+        do throws(ReportError) {
+            if file.size == 0 {
+                job.rejectFile(.noRows, "the file is empty")
+            } else if file.size > config.input.maxFileBytes {
+                job.rejectFile(.fileTooLarge, "\(file.size) bytes, over input.max_file_bytes (\(config.input.maxFileBytes))")
+            } else {
+                try job.ingest(file)
+                // A new job with a file still being written sends nothing (a resumed one is
+                // stopped by the send stage: its earlier requests stand).
+                if !ticket.resumed, let change = ticket.snapshot?.change(path: path) { job.rejectFile(.unreadable, change) }
+            }
+            let sha = ticket.sha ?? file.finishDigest()
+            job.summary.sha256 = sha
+            job.summary.job = ticket.id ?? Admission.jobID(clock: ticket.clock, sha: sha)
+            try job.finish()
+        } catch {
+            outputs.abandon()
+            throw .report(error)
+        }
+        return job.summary
+    }
+
     mutating func rejectFile(_ reason: FileRejectReason, _ detail: String) {
         guard !rejected else { return }
         summary.status = .rejected

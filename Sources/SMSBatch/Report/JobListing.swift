@@ -12,15 +12,15 @@ public struct JobView: Sendable {
     public var batches: [Batch] = []
 
     public struct Batch: Sendable {
-        public var plan: Ledger.PlannedBatch
-        public var sent: Ledger.SendCounts
+        public var plan: BatchRecord
+        public var sent: SendCounts
     }
 
     /// Reads the job's state from the ledger: stored counts for a finished job, counts from
     /// the recorded answers for an unfinished one; with `batches`, every batch's plan and counts.
-    public static func load(_ record: JobRecord, from ledger: Ledger, batches withBatches: Bool) throws(LedgerError) -> JobView {
+    public static func load(_ record: JobRecord, from ledger: any Ledger, batches withBatches: Bool) throws(LedgerError) -> JobView {
         var status = record.status
-        if status.isUnderway && !JobOutputs.isHeld(record.outputDir) { status = .interrupted }
+        if status.isUnderway && !ledger.isHeld(record.id, outputDir: record.outputDir) { status = .interrupted }
         var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
         // Counts are live while a job runs or was stopped; a job that ended (partial, failed
         // included) keeps the counts it ended with, which also hold its rows not sent.
@@ -33,7 +33,7 @@ public struct JobView: Sendable {
             view.inDoubt = counts.total.inDoubt
         }
         if withBatches {
-            view.batches = try ledger.plan(jobID: record.id).map { Batch(plan: $0, sent: counts.batches[$0.batch] ?? Ledger.SendCounts()) }
+            view.batches = try ledger.plan(jobID: record.id).map { Batch(plan: $0, sent: counts.batches[$0.batch] ?? SendCounts()) }
         }
         return view
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a job did (summary.json, SPEC §7).
 public struct JobSummary: Sendable {
     public typealias Status = JobStatus
@@ -148,5 +150,31 @@ public struct JobSummary: Sendable {
             ("repeat_of", repeatOf.map { .string($0) } ?? .null),
             ("warnings", .array(warnings.map { .string($0) })),
         ])
+    }
+}
+
+extension JobSummary {
+    /// The summary of content a completed job already sent (SPEC §10): nothing sent; it
+    /// names the job it repeats.
+    static func repeatOf(_ first: String, job: String, path: String, sha: String, clock: Int64) -> JobSummary {
+        var summary = JobSummary()
+        summary.job = job
+        summary.input = path
+        summary.sha256 = sha
+        summary.bytes = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+        summary.startedAt = clock
+        summary.finishedAt = clock
+        summary.dryRun = false
+        summary.repeatOf = first
+        summary.warnings.append("the same content was sent by job \(first); nothing sent (use --force to send it again)")
+        return summary
+    }
+}
+
+extension JobCounts {
+    /// The counts a summary holds, as the ledger keeps them.
+    init(_ s: JobSummary) {
+        self.init(rows: s.rows, valid: s.valid, invalid: s.invalid, duplicates: s.duplicates, toSend: s.toSend,
+                  submitted: s.submitted, failed: s.failed, inDoubt: s.inDoubt)
     }
 }

@@ -14,12 +14,36 @@ public struct ProviderEndpoint {
         return endpoint == "sandbox" ? "the built-in sandbox (nothing leaves this machine)" : name(of: endpoint)
     }
 
+    /// The configured endpoint with the token from the environment, or the built-in sandbox
+    /// (SPEC §8) the caller provides.
+    static func resolve(_ send: SendConfig, sandbox: BuiltInSandbox?) throws(SendError) -> ProviderEndpoint {
+        let name = name(of: send.endpoint)
+        let token = ProcessInfo.processInfo.environment[send.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
+        guard send.endpoint == "sandbox" else {
+            guard let token else { throw .missingToken(send.tokenEnv) }
+            return ProviderEndpoint(url: send.endpoint, token: token, name: name)
+        }
+        guard let sandbox else { throw .unreachable("the built-in sandbox is not available here") }
+        let sandboxToken = token ?? "sandbox"
+        do {
+            return ProviderEndpoint(url: try sandbox.endpoint(token: sandboxToken, send: send), token: sandboxToken, name: name)
+        } catch { throw .unreachable("cannot start the built-in sandbox: \(error)") }
+    }
+
     /// The plan's and summary's words for `send.endpoint`.
     static func name(of endpoint: String) -> String {
         guard endpoint != "sandbox" else { return "built-in sandbox" }
         guard let parts = URLComponents(string: endpoint), let host = parts.host else { return "the configured endpoint" }
         return parts.port.map { "\(host):\($0)" } ?? host
     }
+}
+
+/// Starts the provider simulator that `send.endpoint: sandbox` sends to (SPEC §8); it lives
+/// in its own target, which the command line and the tests give to the pipeline.
+public protocol BuiltInSandbox: AnyObject, Sendable {
+    /// The API base URL of a simulator accepting `token`, started on first use and kept for
+    /// the run; its rate limit follows `send`'s rates.
+    func endpoint(token: String, send: SendConfig) throws -> String
 }
 
 /// How the send stage ended, for the job's status and exit code.
@@ -42,7 +66,7 @@ enum SendStageEnd: Equatable {
 final class SendStage {
     let config: PipelineConfig
     let outputs: JobOutputs
-    let ledger: Ledger?
+    let ledger: (any Ledger)?
     let progress: ProgressReporter
     private var sender: Sender?
     private var client: ProviderClient?
@@ -53,11 +77,53 @@ final class SendStage {
     /// How often summary.json is rewritten from the ledger while sending.
     static let summaryEvery: Duration = .seconds(5)
 
-    init(config: PipelineConfig, outputs: JobOutputs, ledger: Ledger?, progress: ProgressReporter) {
+    init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter) {
         self.config = config
         self.outputs = outputs
         self.ledger = ledger
         self.progress = progress
+    }
+
+    /// Everything before the plan is shown: where the job sends, the token check (its answer
+    /// time refines the estimate), a last look at the file, and the plan and status in the
+    /// ledger. Returns whether the job sends: not when the first pass rejected it, nor when
+    /// the file changed since it was taken (a new job is then rejected; a resumed one, whose
+    /// earlier requests stand, stops `interrupted`).
+    func prepare(_ summary: inout JobSummary, ticket: JobTicket, path: String, sandbox: BuiltInSandbox?) async throws(RunError) -> Bool {
+        guard let ledger else { return false }
+        summary.destination = ProviderEndpoint.name(of: config.send.endpoint)
+        var sends = summary.rejectReason == nil
+        if sends {
+            await connect(jobID: summary.job, clock: ticket.clock) { [config] () throws(SendError) in
+                try ProviderEndpoint.resolve(config.send, sandbox: sandbox)
+            }
+            if let latency {
+                summary.measuredLatency = latency
+                summary.estimatedSendSeconds = Int(SendEstimate(config.send, latency: latency)
+                    .seconds(requestsPerBatch: summary.plan.map(\.requests)).rounded(.up))
+            }
+            if let change = ticket.snapshot?.change(path: path) {
+                sends = false
+                unlink(outputs.path(JobOutputs.queueName))
+                if ticket.resumed {
+                    summary.status = .interrupted
+                    summary.warnings.append("\(change); the job resumes when the file is given again")
+                    progress.warning(path, "\(change); the job resumes when the file is given again")
+                    do { try count(&summary, Sender.Outcome()) } catch { throw .ledger(error) }
+                } else {
+                    summary.rejectFile(.unreadable, change)
+                    progress.error(path, "file rejected: unreadable: \(change)")
+                }
+            }
+        }
+        do {
+            try ledger.recordPlan(jobID: summary.job, summary.plan.map {
+                BatchRecord(batch: $0.batch, part: $0.part, rows: $0.rows, requests: $0.requests, scheduledAt: $0.scheduledAt, deferred: $0.deferred)
+            })
+            try ledger.updateJob(id: summary.job, status: sends ? .sending : summary.status, counts: JobCounts(summary),
+                                 outputDir: outputs.dir, finishedAt: nil, destination: summary.destination)
+        } catch { throw .ledger(error) }
+        return sends
     }
 
     /// Resolves the endpoint and checks the token before anything is sent. A refusal is
@@ -93,7 +159,7 @@ final class SendStage {
         var outcome: Sender.Outcome
         var end = SendStageEnd.ran
         if let sender, refusal == nil {
-            let before = try ledger?.sendCounts(jobID: summary.job).total ?? Ledger.SendCounts()
+            let before = try ledger?.sendCounts(jobID: summary.job).total ?? SendCounts()
             let ticker = startTicker(summary, base: before, sender: sender)
             do {
                 outcome = try await sender.run(queue: reader, outputs: outputs)
@@ -170,7 +236,7 @@ final class SendStage {
     /// Every 0.1 s: a second signal aborts the requests in flight. Every half second (on a
     /// terminal) or 5 s (otherwise): a progress line. Every `summaryEvery`: summary.json from
     /// the ledger, so an interrupted or killed job still says what was sent.
-    private func startTicker(_ summary: JobSummary, base: Ledger.SendCounts, sender: Sender) -> Task<Void, Never> {
+    private func startTicker(_ summary: JobSummary, base: SendCounts, sender: Sender) -> Task<Void, Never> {
         let started = ContinuousClock.now
         let estimate = SendEstimate(config.send)
         let rowsPerRequest = summary.plannedRequests > 0 ? Double(summary.toSend) / Double(summary.plannedRequests) : 1

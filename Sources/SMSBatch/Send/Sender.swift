@@ -12,13 +12,13 @@ struct RowResult: Sendable {
 }
 
 extension RowResult {
-    init(_ o: Ledger.RowOutcome) {
+    init(_ o: RequestOutcome) {
         self.init(submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
                   errorCode: o.errorCode, errorMessage: o.errorMessage, attempts: o.attempts)
     }
 }
 
-extension Ledger.RowOutcome {
+extension RequestOutcome {
     /// A provider 4xx other than 429 is final for the row: a resumed job does not send it
     /// again (SPEC §10); retries exhausted on 5xx or silence are not.
     var isFinalFailure: Bool {
@@ -72,14 +72,14 @@ final class Sender: Sendable {
     let lookupLimiter: RateLimiter
     /// Where every request is recorded as intent before it goes out and as an answer after
     /// (SPEC §10); nil for tests of the sender alone.
-    let ledger: Ledger?
+    let ledger: (any Ledger)?
     /// The job's clock, recorded as the send time of accepted messages (dedupe.window).
     let clock: Int64
     private let trouble = Mutex<LedgerError?>(nil)
     /// What the progress line and the live estimate read.
     let progress: SendProgress
 
-    init(config: SendConfig, jobID: String, client: ProviderClient, ledger: Ledger? = nil, clock: Int64 = 0,
+    init(config: SendConfig, jobID: String, client: ProviderClient, ledger: (any Ledger)? = nil, clock: Int64 = 0,
          progress: SendProgress = SendProgress()) {
         self.progress = progress
         self.config = config
@@ -189,7 +189,7 @@ final class Sender: Sendable {
     }
 
     /// Looks up the rows of an unanswered request of an earlier run and records the answer.
-    private func resolve(_ request: (id: Int64, batch: Int, rows: [Int]), rows: [QueuedRow], into settled: inout [Int: Ledger.RowOutcome]) async throws {
+    private func resolve(_ request: (id: Int64, batch: Int, rows: [Int]), rows: [QueuedRow], into settled: inout [Int: RequestOutcome]) async throws {
         let byRow = Dictionary(rows.map { ($0.row, $0) }, uniquingKeysWith: { a, _ in a })
         let members = request.rows.compactMap { byRow[$0] }
         guard !members.isEmpty else {
@@ -200,11 +200,11 @@ final class Sender: Sendable {
             if Shutdown.requested { return }  // stays in doubt; the next run asks again
             throw SendError.unreachable("cannot confirm which rows of an unanswered request the provider accepted")
         }
-        var outcomes: [Ledger.RowOutcome] = []
+        var outcomes: [RequestOutcome] = []
         var digests: [(hi: UInt64, lo: UInt64)] = []
         for r in members {
             if let id = found[custom(r)] {
-                let o = Ledger.RowOutcome(row: r.row, submitted: true, messageId: id, httpStatus: 200, errorCode: "", errorMessage: "", attempts: 1)
+                let o = RequestOutcome(row: r.row, submitted: true, messageId: id, httpStatus: 200, errorCode: "", errorMessage: "", attempts: 1)
                 outcomes.append(o)
                 settled[r.row] = o
                 digests.append((r.digest.high, r.digest.low))
@@ -219,7 +219,7 @@ final class Sender: Sendable {
     /// cannot be reached): rows the ledger has an answer for keep it (a resumed job's accepted
     /// rows stay submitted), rows of unanswered requests are in doubt, the rest `NOT_SENT`.
     static func writeUnsent(queue: SendQueueReader, outputs: JobOutputs, reason: String,
-                            settled: [Int: Ledger.RowOutcome] = [:], inDoubt: Set<Int> = []) throws(ReportError) -> Outcome {
+                            settled: [Int: RequestOutcome] = [:], inDoubt: Set<Int> = []) throws(ReportError) -> Outcome {
         var outcome = Outcome()
         while let rows = queue.nextBatch() {
             let results = rows.map { r -> RowResult in
@@ -398,7 +398,7 @@ final class Sender: Sendable {
     private func record(_ requestID: Int64, _ status: Int?, _ settled: [(QueuedRow, RowResult)]) {
         guard let ledger else { return }
         let outcomes = settled.map { r, o in
-            Ledger.RowOutcome(row: r.row, submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
+            RequestOutcome(row: r.row, submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
                               errorCode: o.errorCode, errorMessage: o.errorMessage, attempts: o.attempts)
         }
         let digests = settled.filter { $0.1.submitted }.map { (hi: $0.0.digest.high, lo: $0.0.digest.low) }
