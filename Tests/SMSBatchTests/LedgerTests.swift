@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import SMSBatch
 @testable import SMSBatchSandbox
@@ -10,7 +11,7 @@ private func job(_ id: String, sha: String = "aa", startedAt: Int64 = 1_000, rep
 }
 
 /// Puts digests in the sent index the way the sender does: with the answer of a request.
-private func recordSent(_ ledger: Ledger, jobID: String, digests: [(hi: UInt64, lo: UInt64)], at: Int64) throws {
+private func recordSent(_ ledger: any Ledger, jobID: String, digests: [(hi: UInt64, lo: UInt64)], at: Int64) throws {
     if try ledger.job(id: jobID) == nil { try ledger.createJob(job(jobID)) }
     let id = try ledger.recordIntent(jobID: jobID, batch: 1, rows: [])
     try ledger.recordAnswer(requestID: id, httpStatus: 200, outcomes: [], sent: (jobID, digests, at))
@@ -24,13 +25,27 @@ private func failed(_ row: Int, status: Int? = 422, code: String = "E422", messa
     Outcome(row: row, submitted: false, messageId: "", httpStatus: status, errorCode: code, errorMessage: message, attempts: 2)
 }
 
+/// The ledgers the contract tests run against.
+enum LedgerKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite, memory
+
+    func open(_ dir: TempDir, _ name: String) throws -> any Ledger {
+        switch self {
+        case .sqlite: try SQLiteLedger(path: dir.file(name))
+        case .memory: InMemoryLedger()
+        }
+    }
+
+    var testDescription: String { rawValue }
+}
+
 @Suite("Ledger: jobs, request intents and answers, sent index, schema")
 struct LedgerTests {
-    @Test("a job is created, updated, read back, listed newest first, and found by content unless it is a repeat")
-    func jobs() throws {
+    @Test("a job is created, updated, read back, listed newest first, and found by content unless it is a repeat", arguments: LedgerKind.allCases)
+    func jobs(kind: LedgerKind) throws {
         let dir = TempDir()
         // Parent folders that do not exist yet are created.
-        let ledger = try SQLiteLedger(path: dir.file("spool/deep/state.sqlite"))
+        let ledger = try kind.open(dir, "spool/deep/state.sqlite")
         let a = JobRecord(id: "a", input: "/in/a.csv", sha256: "s1", status: .running, clock: 500, outputDir: nil,
                           rows: 3, startedAt: 1_000)
         try ledger.createJob(a)
@@ -61,10 +76,10 @@ struct LedgerTests {
         #expect(duplicate?.code == 19)  // SQLITE_CONSTRAINT
     }
 
-    @Test("an intent is in doubt until its answer is recorded; intents need a known job")
-    func intentsAndAnswers() throws {
+    @Test("an intent is in doubt until its answer is recorded; intents need a known job", arguments: LedgerKind.allCases)
+    func intentsAndAnswers(kind: LedgerKind) throws {
         let dir = TempDir()
-        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+        let ledger = try kind.open(dir, "state.sqlite")
         try ledger.createJob(job("j"))
         try ledger.createJob(job("k"))
         let r1 = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4])
@@ -121,10 +136,10 @@ struct LedgerTests {
         #expect(final[501] == big.last)
     }
 
-    @Test("final outcomes: a later answer replaces an earlier one for a row, but a submitted row stays submitted")
-    func mergeRule() throws {
+    @Test("final outcomes: a later answer replaces an earlier one for a row, but a submitted row stays submitted", arguments: LedgerKind.allCases)
+    func mergeRule(kind: LedgerKind) throws {
         let dir = TempDir()
-        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+        let ledger = try kind.open(dir, "state.sqlite")
         try ledger.createJob(job("j"))
         try ledger.createJob(job("other"))
         let first = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4, 5])
@@ -149,10 +164,10 @@ struct LedgerTests {
         #expect(final.count == 4)
     }
 
-    @Test("the sent index keeps full 64-bit digests, answers 'sent since' inclusively and prunes older entries")
-    func sentIndex() throws {
+    @Test("the sent index keeps full 64-bit digests, answers 'sent since' inclusively and prunes older entries", arguments: LedgerKind.allCases)
+    func sentIndex(kind: LedgerKind) throws {
         let dir = TempDir()
-        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+        let ledger = try kind.open(dir, "state.sqlite")
         let early: [(hi: UInt64, lo: UInt64)] = [(1, 2), (UInt64.max, 0x8000_0000_0000_0000)]
         let late: [(hi: UInt64, lo: UInt64)] = (0..<1_000).map { (hi: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, lo: ~UInt64($0)) }
         try recordSent(ledger, jobID: "a", digests: early, at: 100)
@@ -227,10 +242,10 @@ struct LedgerTests {
         #expect(counts.total.requests == 2)
     }
 
-    @Test("live counts: a submitted row stays submitted; a failed row re-sent is in flight, not failed, until answered")
-    func liveCounts() throws {
+    @Test("live counts: a submitted row stays submitted; a failed row re-sent is in flight, not failed, until answered", arguments: LedgerKind.allCases)
+    func liveCounts(kind: LedgerKind) throws {
         let dir = TempDir()
-        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+        let ledger = try kind.open(dir, "state.sqlite")
         try ledger.createJob(job("j"))
         let first = try ledger.recordIntent(jobID: "j", batch: 1, rows: [2, 3, 4])
         #expect(try ledger.sendCounts(jobID: "j").total.inDoubt == 3)
@@ -250,10 +265,40 @@ struct LedgerTests {
         #expect(try ledger.sendCounts(jobID: "j").total.submitted == 2)
     }
 
-    @Test("the plan is kept per job and replaced when the job plans again")
-    func plan() throws {
+    @Test("locks: one decision at a time; a job held by one holder is refused to another until released", arguments: LedgerKind.allCases)
+    func locks(kind: LedgerKind) async throws {
         let dir = TempDir()
-        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+        let ledger = try kind.open(dir, "state.sqlite")
+        try ledger.createJob(job("j"))
+        let out = dir.file("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        #expect(!ledger.isHeld("j", outputDir: out))
+        let held = try #require(ledger.holdJob("j", outputDir: out))
+        #expect(ledger.isHeld("j", outputDir: out))
+        #expect(ledger.holdJob("j", outputDir: out) == nil)
+        await ledger.releaseJob(held, outputDir: out)
+        #expect(!ledger.isHeld("j", outputDir: out))
+        let again = try #require(ledger.holdJob("j", outputDir: out))
+        again.release()
+        // A second decision waits for the first.
+        let first = try #require(await ledger.decisionLock())
+        let order = Mutex<[String]>([])
+        let waiter = Task {
+            let second = await ledger.decisionLock()
+            order.withLock { $0.append("second") }
+            second?.release()
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        order.withLock { $0.append("first done") }
+        first.release()
+        await waiter.value
+        #expect(order.withLock { $0 } == ["first done", "second"])
+    }
+
+    @Test("the plan is kept per job and replaced when the job plans again", arguments: LedgerKind.allCases)
+    func plan(kind: LedgerKind) throws {
+        let dir = TempDir()
+        let ledger = try kind.open(dir, "state.sqlite")
         try ledger.createJob(job("j"))
         let one = BatchRecord(batch: 1, part: 1, rows: 10, requests: 1, scheduledAt: nil, deferred: 0)
         let two = BatchRecord(batch: 2, part: 1, rows: 5, requests: 3, scheduledAt: 1_800_000_000, deferred: 2)
@@ -276,10 +321,10 @@ struct LedgerTests {
         #expect(closed?.code == 21)  // SQLITE_MISUSE
     }
 
-    @Test("8 concurrent tasks record intents and answers on one ledger without errors")
-    func concurrency() async throws {
+    @Test("8 concurrent tasks record intents and answers on one ledger without errors", arguments: LedgerKind.allCases)
+    func concurrency(kind: LedgerKind) async throws {
         let dir = TempDir()
-        let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+        let ledger = try kind.open(dir, "state.sqlite")
         try ledger.createJob(job("j"))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for t in 0..<8 {

@@ -38,7 +38,9 @@ final class TestProvider {
 }
 
 /// Runs one file through the whole pipeline, sending.
-func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow, force: Bool = false) async throws -> JobOutput {
+/// `ledger`: the ledger to use (an `InMemoryLedger` in the fast tests); by default SQLite in `dir`.
+func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow, force: Bool = false,
+             ledger: (any Ledger)? = nil) async throws -> JobOutput {
     var config = config
     // Each test keeps its spool and ledger in its own folder.
     if config.watch.root == PipelineConfig().watch.root { config.watch.root = dir.file("spool") }
@@ -46,7 +48,7 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     options.now = now
     options.force = force
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
-    let runner = JobRunner(config: config, options: options, progress: SilentProgress())
+    let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger)
     return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)
 }
 
@@ -88,7 +90,7 @@ struct SendTests {
         let (path, expected) = try generated(GeneratorOptions(rows: 3000, seed: 21), in: dir)
         var config = provider.config()
         config.split.batchSize = 1000
-        let out = try await sendJob(path, config: config, in: dir)
+        let out = try await sendJob(path, config: config, in: dir, ledger: InMemoryLedger())
         #expect(out.summary.status == .completed)
         #expect(out.result.exitStatus == .ok)
         #expect(out.summary.submitted == expected.valid - expected.duplicates)
@@ -230,10 +232,12 @@ struct SendTests {
         config.send.maxAttempts = 1
         config.send.nodesPerRequest = 100
         let out = dir.file("out")
+        // The ledger lives in memory across both runs: resume needs nothing more of it.
+        let ledger = InMemoryLedger()
         func run() async throws -> JobOutput {
             var options = RunOptions()
             options.now = testNow
-            let runner = JobRunner(config: config, options: options, progress: SilentProgress())
+            let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger)
             return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
         }
         let first = try await run()

@@ -1,0 +1,210 @@
+import Foundation
+import Synchronization
+
+/// The ledger in memory, for one process and its lifetime: the same contract as
+/// `SQLiteLedger` (answers, counts, merge rules, locks) without durability. Tests use it
+/// where no file is needed; it shows that a ledger backend is one type, with nothing in
+/// the pipeline or the send stage to change.
+public final class InMemoryLedger: Ledger {
+    public let path: String
+
+    private struct Request {
+        var jobID: String
+        var batch: Int
+        var rows: [Int]
+        var answered = false
+        var outcomes: [RequestOutcome] = []
+    }
+
+    private struct Message {
+        var batch: Int
+        enum State { case inFlight, submitted, failed }
+        var state: State
+        var messageID: String?
+    }
+
+    private struct State {
+        /// Jobs with their insertion order (ties of `startedAt` list the later first).
+        var jobs: [String: (record: JobRecord, order: Int)] = [:]
+        var order = 0
+        var plans: [String: [BatchRecord]] = [:]
+        var requests: [Int64: Request] = [:]
+        var nextRequest: Int64 = 1
+        var messages: [String: [Int: Message]] = [:]
+        var sent: [(hi: UInt64, lo: UInt64, at: Int64, job: String)] = []
+        var deciding = false
+        var heldJobs = Set<String>()
+    }
+
+    private let state = Mutex(State())
+
+    public init(name: String = ":memory:") { path = name }
+
+    private func constraint(_ what: String) -> LedgerError { LedgerError(path: path, code: 19, message: what) }
+
+    // MARK: - Jobs
+
+    public func createJob(_ job: JobRecord) throws(LedgerError) {
+        let made = state.withLock { s -> Bool in
+            guard s.jobs[job.id] == nil else { return false }
+            s.order += 1
+            s.jobs[job.id] = (job, s.order)
+            return true
+        }
+        if !made { throw constraint("UNIQUE constraint failed: jobs.id") }
+    }
+
+    public func updateJob(id: String, status: JobStatus, counts: JobCounts?, outputDir: String?, finishedAt: Int64?,
+                          destination: String?) throws(LedgerError) {
+        let found = state.withLock { s -> Bool in
+            guard var j = s.jobs[id]?.record else { return false }
+            j.status = status
+            if let c = counts {
+                (j.rows, j.valid, j.invalid, j.duplicates) = (c.rows, c.valid, c.invalid, c.duplicates)
+                (j.toSend, j.submitted, j.failed, j.inDoubt) = (c.toSend, c.submitted, c.failed, c.inDoubt)
+            }
+            if let outputDir { j.outputDir = outputDir }
+            if let finishedAt { j.finishedAt = finishedAt }
+            if let destination { j.destination = destination }
+            s.jobs[id]!.record = j
+            return true
+        }
+        if !found { throw LedgerError(path: path, code: 0, message: "no job \(id)") }
+    }
+
+    public func recordFileLocation(jobID: String, path file: String) throws(LedgerError) {
+        state.withLock { s in s.jobs[jobID]?.record.fileNow = file }
+    }
+
+    public func job(id: String) throws(LedgerError) -> JobRecord? { state.withLock { $0.jobs[id]?.record } }
+
+    private func newestFirst(_ s: State) -> [JobRecord] {
+        s.jobs.values.sorted { ($0.record.startedAt, $0.order) > ($1.record.startedAt, $1.order) }.map(\.record)
+    }
+
+    public func jobs(limit: Int) throws(LedgerError) -> [JobRecord] { state.withLock { Array(newestFirst($0).prefix(limit)) } }
+
+    public func latestJob(sha256: String) throws(LedgerError) -> JobRecord? {
+        state.withLock { s in newestFirst(s).first { $0.sha256 == sha256 && $0.repeatOf == nil } }
+    }
+
+    // MARK: - Plan and counts
+
+    public func recordPlan(jobID: String, _ batches: [BatchRecord]) throws(LedgerError) {
+        state.withLock { $0.plans[jobID] = batches }
+    }
+
+    public func plan(jobID: String) throws(LedgerError) -> [BatchRecord] { state.withLock { $0.plans[jobID] ?? [] } }
+
+    public func sendCounts(jobID: String) throws(LedgerError) -> (total: SendCounts, batches: [Int: SendCounts]) {
+        state.withLock { s in
+            var batches: [Int: SendCounts] = [:]
+            for m in (s.messages[jobID] ?? [:]).values {
+                switch m.state {
+                case .submitted: batches[m.batch, default: SendCounts()].submitted += 1
+                case .failed: batches[m.batch, default: SendCounts()].failed += 1
+                case .inFlight: break
+                }
+            }
+            for r in s.requests.values where r.jobID == jobID {
+                batches[r.batch, default: SendCounts()].requests += 1
+                if !r.answered { batches[r.batch, default: SendCounts()].inDoubt += r.rows.count }
+            }
+            var total = SendCounts()
+            for b in batches.values {
+                total.requests += b.requests
+                total.submitted += b.submitted
+                total.failed += b.failed
+                total.inDoubt += b.inDoubt
+            }
+            return (total, batches)
+        }
+    }
+
+    // MARK: - Requests
+
+    public func recordIntent(jobID: String, batch: Int, rows: [Int], retrying: [Int]) throws(LedgerError) -> Int64 {
+        let id = state.withLock { s -> Int64? in
+            guard s.jobs[jobID] != nil else { return nil }
+            for row in retrying where s.messages[jobID]?[row]?.state == .failed { s.messages[jobID]![row]!.state = .inFlight }
+            let id = s.nextRequest
+            s.nextRequest += 1
+            s.requests[id] = Request(jobID: jobID, batch: batch, rows: rows)
+            return id
+        }
+        guard let id else { throw constraint("FOREIGN KEY constraint failed") }
+        return id
+    }
+
+    public func recordAnswer(requestID: Int64, httpStatus: Int?, outcomes: [RequestOutcome],
+                             sent: (jobID: String, digests: [(hi: UInt64, lo: UInt64)], at: Int64)?) throws(LedgerError) {
+        let found = state.withLock { s -> Bool in
+            guard var r = s.requests[requestID] else { return false }
+            r.answered = true
+            r.outcomes = outcomes
+            s.requests[requestID] = r
+            for o in outcomes {
+                if s.messages[r.jobID]?[o.row]?.state == .submitted { continue }
+                s.messages[r.jobID, default: [:]][o.row] = Message(batch: r.batch, state: o.submitted ? .submitted : .failed,
+                                                                   messageID: o.messageId.isEmpty ? nil : o.messageId)
+            }
+            if let sent { for d in sent.digests { s.sent.append((d.hi, d.lo, sent.at, sent.jobID)) } }
+            return true
+        }
+        if !found { throw LedgerError(path: path, code: 0, message: "no request \(requestID)") }
+    }
+
+    public func inDoubtRequests(jobID: String) throws(LedgerError) -> [(id: Int64, batch: Int, rows: [Int])] {
+        state.withLock { s in
+            s.requests.filter { $0.value.jobID == jobID && !$0.value.answered }.sorted { $0.key < $1.key }
+                .map { (id: $0.key, batch: $0.value.batch, rows: $0.value.rows) }
+        }
+    }
+
+    public func finalOutcomes(jobID: String) throws(LedgerError) -> [Int: RequestOutcome] {
+        state.withLock { s in
+            var merged: [Int: RequestOutcome] = [:]
+            for (_, r) in s.requests.sorted(by: { $0.key < $1.key }) where r.jobID == jobID && r.answered {
+                for o in r.outcomes {
+                    if let earlier = merged[o.row], earlier.submitted, !o.submitted { continue }
+                    merged[o.row] = o
+                }
+            }
+            return merged
+        }
+    }
+
+    // MARK: - Sent index
+
+    public func sentSince(_ since: Int64, excludingJob: String) throws(LedgerError) -> [(hi: UInt64, lo: UInt64)] {
+        state.withLock { s in s.sent.filter { $0.at >= since && $0.job != excludingJob }.map { (hi: $0.hi, lo: $0.lo) } }
+    }
+
+    public func prune(sentBefore: Int64) throws(LedgerError) {
+        state.withLock { s in s.sent.removeAll { $0.at < sentBefore } }
+    }
+
+    // MARK: - Locks
+
+    private final class Hold: LedgerLock {
+        private let onRelease: Mutex<(@Sendable () -> Void)?>
+        init(_ release: @escaping @Sendable () -> Void) { onRelease = Mutex(release) }
+        func release() { onRelease.withLock { $0?(); $0 = nil } }
+    }
+
+    public func decisionLock() async -> LedgerLock? {
+        while !state.withLock({ s in s.deciding ? false : { s.deciding = true; return true }() }) {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return Hold { [self] in state.withLock { $0.deciding = false } }
+    }
+
+    public func holdJob(_ id: String, outputDir: String) -> LedgerLock? {
+        guard state.withLock({ $0.heldJobs.insert(id).inserted }) else { return nil }
+        return Hold { [self] in _ = state.withLock { $0.heldJobs.remove(id) } }
+    }
+
+    public func isHeld(_ id: String, outputDir: String?) -> Bool { state.withLock { $0.heldJobs.contains(id) } }
+
+    public func releaseJob(_ lock: LedgerLock, outputDir: String) async { lock.release() }
+}
