@@ -19,7 +19,7 @@ struct SendBenchmark {
             let message = Array("Dear customer, your order \(row) has shipped and will arrive tomorrow. Track it in the app.".utf8)
             try sender.withUnsafeBufferPointer { s in
                 try message.withUnsafeBufferPointer { m in
-                    try q.append(row: row, batch: row / 50_000 + 1, product: Array("T".utf8), encoding: 1, segments: 1,
+                    try q.append(row: row, batch: row / 50_000 + 1, product: Array("T".utf8), encoding: .gsm7, segments: 1,
                                  recipient: PhoneNumber(919_000_000_000 + UInt64(row)), scheduledAt: 0,
                                  digest: MessageDigest(high: UInt64(row), low: 7), sender: s, message: m,
                                  templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))

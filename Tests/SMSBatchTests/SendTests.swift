@@ -71,7 +71,7 @@ func writeQueue(rows: ClosedRange<Int>, in dir: TempDir, number: (Int) -> PhoneN
         let sender = Array("MOBTXT".utf8), message = Array("Hello \(row)".utf8)
         try sender.withUnsafeBufferPointer { s in
             try message.withUnsafeBufferPointer { m in
-                try queue.append(row: row, batch: 1, product: Array("T".utf8), encoding: 1, segments: 1, recipient: recipient,
+                try queue.append(row: row, batch: 1, product: Array("T".utf8), encoding: .gsm7, segments: 1, recipient: recipient,
                                  scheduledAt: 0, digest: MessageDigest(high: UInt64(row), low: 1), sender: s, message: m,
                                  templateId: .init(start: nil, count: 0), entityId: .init(start: nil, count: 0))
             }

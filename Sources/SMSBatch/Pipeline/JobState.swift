@@ -370,24 +370,15 @@ struct JobState: ~Copyable {
             }
             return
         }
-        batchFile!.number(row)
-        batchFile!.comma()
-        batchFile!.phone(v.recipient)
-        batchFile!.comma()
-        withSender(v, block, defaultSender) { batchFile!.field($0) }
-        batchFile!.comma()
-        product.codeBytes.withUnsafeBufferPointer { batchFile!.field($0) }
-        batchFile!.plain(",dry_run,,,,,0,")
-        if v.encoding != 0 {
-            batchFile!.number(Int(v.segments))
-            batchFile!.plain(v.encoding == 1 ? ",gsm7," : ",ucs2,")
-        } else {
-            batchFile!.plain(",,")
-        }
-        if let time { batchFile!.plain(time == batchTime ? batchTimeText : UTCTime.isoBytes(time)) }
-        if outputs.format.includeMessage {
-            batchFile!.comma()
-            batchFile!.field(block.bytes.slice(v.messageStart, v.messageEnd))
+        let scheduled: [UInt8] = time.map { $0 == batchTime ? batchTimeText : UTCTime.isoBytes($0) } ?? []
+        withSender(v, block, defaultSender) { sender in
+            product.codeBytes.withUnsafeBufferPointer { code in
+                scheduled.withUnsafeBufferPointer { time in
+                    BatchRow.write(&batchFile!, row: row, recipient: v.recipient, sender: sender, product: code, result: nil,
+                                   segments: Int(v.segments), encoding: v.encoding, scheduled: time,
+                                   message: outputs.format.includeMessage ? block.bytes.slice(v.messageStart, v.messageEnd) : nil)
+                }
+            }
         }
         try batchFile!.endRow()
     }

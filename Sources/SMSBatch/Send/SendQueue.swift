@@ -5,7 +5,8 @@ struct QueuedRow: Sendable {
     var row: Int
     var batch: Int
     var product: String
-    var encoding: UInt8  // 0 none, 1 gsm7, 2 ucs2
+    /// nil for products that are not SMS.
+    var encoding: SMSEncoding?
     var segments: Int
     var recipient: PhoneNumber
     /// UTC seconds; 0 = at once.
@@ -30,10 +31,10 @@ struct SendQueueWriter: ~Copyable {
 
     init(path: String) throws(ReportError) { file = try OutputFile(path: path) }
 
-    mutating func append(row: Int, batch: Int, product: [UInt8], encoding: UInt8, segments: Int32, recipient: PhoneNumber,
+    mutating func append(row: Int, batch: Int, product: [UInt8], encoding: SMSEncoding?, segments: Int32, recipient: PhoneNumber,
                          scheduledAt: Int64, digest: MessageDigest, sender: UnsafeBufferPointer<UInt8>, message: UnsafeBufferPointer<UInt8>,
                          templateId: UnsafeBufferPointer<UInt8>, entityId: UnsafeBufferPointer<UInt8>) throws(ReportError) {
-        file.raw(UInt32(row)); file.raw(UInt32(batch)); file.raw(UInt8(product.count)); file.raw(encoding)
+        file.raw(UInt32(row)); file.raw(UInt32(batch)); file.raw(UInt8(product.count)); file.raw(encoding.map { $0.rawValue + 1 } ?? 0)
         file.raw(UInt16(truncatingIfNeeded: segments)); file.raw(recipient.value); file.raw(scheduledAt)
         file.raw(digest.high); file.raw(digest.low)
         file.raw(UInt16(sender.count)); file.raw(UInt32(message.count)); file.raw(UInt16(templateId.count))
@@ -95,7 +96,9 @@ final class SendQueueReader {
         let fixed = 4 + 4 + 1 + 1 + 2 + 8 + 8 + 16 + 2 + 4 + 2 + 2
         guard fill(fixed) else { return nil }
         let row = Int(take(UInt32.self)), batch = Int(take(UInt32.self))
-        let productLength = Int(take(UInt8.self)), encoding = take(UInt8.self)
+        let productLength = Int(take(UInt8.self))
+        let encodingCode = take(UInt8.self)
+        let encoding = encodingCode == 0 ? nil : SMSEncoding(rawValue: encodingCode - 1)
         let segments = Int(take(UInt16.self))
         let recipient = PhoneNumber(take(UInt64.self))
         let scheduledAt = take(Int64.self)

@@ -6,7 +6,7 @@ struct RowResult: Sendable {
     var submitted: Bool
     var messageId = ""
     var httpStatus: Int?
-    var errorCode = ""
+    var errorCode: RowErrorCode? = nil
     var errorMessage = ""
     var attempts = 0
 }
@@ -14,7 +14,7 @@ struct RowResult: Sendable {
 extension RowResult {
     init(_ o: RequestOutcome) {
         self.init(submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
-                  errorCode: o.errorCode, errorMessage: o.errorMessage, attempts: o.attempts)
+                  errorCode: RowErrorCode(text: o.errorCode), errorMessage: o.errorMessage, attempts: o.attempts)
     }
 }
 
@@ -173,13 +173,13 @@ final class Sender: Sendable {
                 for (i, r) in zip(open, sent) { results[i] = r }
             }
             if let error = trouble.withLock({ $0 }) { throw error }
-            if Shutdown.requested && results.contains(where: { $0?.errorCode == Sender.interruptedCode }) {
+            if Shutdown.requested && results.contains(where: { $0?.errorCode == .interrupted }) {
                 outcome.interrupted = true
                 break
             }
             for r in results {
                 if r!.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
-                if r!.errorCode == "NOT_SENT" || r!.errorCode == "LEDGER" { outcome.unrecorded += 1 }
+                if r!.errorCode?.isUnrecorded == true { outcome.unrecorded += 1 }
                 if r!.httpStatus == 401 || r!.httpStatus == 403 { outcome.credentialsRefused = true }
             }
             progress.batchDone()
@@ -213,8 +213,6 @@ final class Sender: Sendable {
         try ledger?.recordAnswer(requestID: request.id, httpStatus: nil, outcomes: outcomes, sent: (jobID, digests, clock))
     }
 
-    static let interruptedCode = "INTERRUPTED"
-
     /// Writes the batch files of a job that sends nothing now (the provider refused it or
     /// cannot be reached): rows the ledger has an answer for keep it (a resumed job's accepted
     /// rows stay submitted), rows of unanswered requests are in doubt, the rest `NOT_SENT`.
@@ -225,20 +223,20 @@ final class Sender: Sendable {
             let results = rows.map { r -> RowResult in
                 if let known = settled[r.row] { return RowResult(known) }
                 if inDoubt.contains(r.row) { return Sender.inDoubt }
-                return RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: reason)
+                return RowResult(submitted: false, errorCode: .notSent, errorMessage: reason)
             }
             for r in results {
                 if r.submitted { outcome.submitted += 1 } else { outcome.failed += 1 }
-                if r.errorCode == "NOT_SENT" { outcome.unrecorded += 1 }
+                if r.errorCode == .notSent { outcome.unrecorded += 1 }
             }
             try writeBatch(rows[0].batch, rows, results, outputs)
         }
         return outcome
     }
 
-    static let inDoubt = RowResult(submitted: false, errorCode: "IN_DOUBT", errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send")
+    static let inDoubt = RowResult(submitted: false, errorCode: .inDoubt, errorMessage: "no answer, and the provider could not confirm whether it accepted the row; not resent to avoid a double send")
 
-    static let notSent = RowResult(submitted: false, errorCode: "NOT_SENT", errorMessage: "not sent: the provider refused the credentials earlier in the job")
+    static let notSent = RowResult(submitted: false, errorCode: .notSent, errorMessage: "not sent: the provider refused the credentials earlier in the job")
 
     /// Sends one batch: requests by product and time, `concurrency` at a time.
     private func send(batch rows: [QueuedRow], retrying: Set<Int>) async -> [RowResult] {
@@ -282,7 +280,7 @@ final class Sender: Sendable {
         var attempts = [Int](repeating: 0, count: rows.count)
         var pending = Array(rows.indices)
         var lastStatus: Int? = nil
-        var lastError = ("NO_ANSWER", "no answer from the provider")
+        var lastError: (RowErrorCode, String) = (.noAnswer, "no answer from the provider")
         var attempt = 0
         func finish(_ i: Int, _ r: RowResult) {
             var r = r
@@ -296,7 +294,7 @@ final class Sender: Sendable {
             answered.append(i)
         }
         func stopped() -> [RowResult] {
-            for i in pending { finish(i, RowResult(submitted: false, errorCode: Sender.interruptedCode, errorMessage: "stopped by a signal; resumes on the next start")) }
+            for i in pending { finish(i, RowResult(submitted: false, errorCode: .interrupted, errorMessage: "stopped by a signal; resumes on the next start")) }
             return results.map { $0! }
         }
         while !pending.isEmpty && attempt < config.maxAttempts {
@@ -316,7 +314,7 @@ final class Sender: Sendable {
                 } catch {
                     // Never send what could not be recorded first.
                     trouble.withLock { $0 = $0 ?? error }
-                    for i in pending { finish(i, RowResult(submitted: false, errorCode: "LEDGER", errorMessage: "not sent: \(error.message)")) }
+                    for i in pending { finish(i, RowResult(submitted: false, errorCode: .ledger, errorMessage: "not sent: \(error.message)")) }
                     return results.map { $0! }
                 }
             }
@@ -341,15 +339,15 @@ final class Sender: Sendable {
                         if let id = ids[custom(rows[i])] {
                             settle(i, RowResult(submitted: true, messageId: id, httpStatus: reply.status))
                         } else {
-                            settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: "NO_RESULT", errorMessage: "the provider returned no result for this row"))
+                            settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: .noResult, errorMessage: "the provider returned no result for this row"))
                         }
                     }
                     pending = []
                 } else if reply.status == 429 {
                     await limiter.pause(for: reply.retryAfter ?? 1)
-                    lastError = reply.errorCodeAndMessage
+                    lastError = (.provider(reply.errorCodeAndMessage.0), reply.errorCodeAndMessage.1)
                 } else if reply.status >= 500 || (200..<300).contains(reply.status) {
-                    lastError = reply.errorCodeAndMessage
+                    lastError = (.provider(reply.errorCodeAndMessage.0), reply.errorCodeAndMessage.1)
                     if attempt < config.maxAttempts { await backoff(attempt: attempt, retryAfter: reply.retryAfter) }
                 } else if reply.status == 422, let bad = finalRows(reply, pending, settle), !bad.isEmpty {
                     // Only the named rows are final; the rest go again in a new request.
@@ -357,12 +355,12 @@ final class Sender: Sendable {
                     attempt -= 1
                 } else {
                     let (code, message) = reply.errorCodeAndMessage
-                    for i in pending { settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: code, errorMessage: message)) }
+                    for i in pending { settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: .provider(code), errorMessage: message)) }
                     pending = []
                 }
             case .failure(let failure):
                 lastStatus = nil
-                lastError = ("NO_ANSWER", failure.message)
+                lastError = (.noAnswer, failure.message)
                 if failure.inDoubt {
                     // The provider may have accepted the rows: ask before sending again.
                     let found = await lookUp(pending.map { custom(rows[$0]) })
@@ -399,14 +397,14 @@ final class Sender: Sendable {
         guard let ledger else { return }
         let outcomes = settled.map { r, o in
             RequestOutcome(row: r.row, submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
-                              errorCode: o.errorCode, errorMessage: o.errorMessage, attempts: o.attempts)
+                           errorCode: o.errorCode?.text ?? "", errorMessage: o.errorMessage, attempts: o.attempts)
         }
         let digests = settled.filter { $0.1.submitted }.map { (hi: $0.0.digest.high, lo: $0.0.digest.low) }
         do {
             try ledger.recordAnswer(requestID: requestID, httpStatus: status, outcomes: outcomes, sent: (jobID, digests, clock))
-        } catch {
+        } catch let error as LedgerError {
             trouble.withLock { $0 = $0 ?? error }
-        }
+        } catch {}
     }
 
     /// Marks the rows a 422 names as failed with the provider's code and message; returns them.
@@ -415,7 +413,7 @@ final class Sender: Sendable {
         var bad = Set<Int>()
         for (position, code, message) in named where position < pending.count && !bad.contains(pending[position]) {
             bad.insert(pending[position])
-            finish(pending[position], RowResult(submitted: false, httpStatus: 422, errorCode: code, errorMessage: message))
+            finish(pending[position], RowResult(submitted: false, httpStatus: 422, errorCode: .provider(code), errorMessage: message))
         }
         return bad
     }
@@ -487,34 +485,17 @@ final class Sender: Sendable {
     private static func writeBatch(_ number: Int, _ rows: [QueuedRow], _ results: [RowResult], _ outputs: JobOutputs) throws(ReportError) {
         var file = try outputs.csv(JobOutputs.batchName(number), header: outputs.batchHeader)
         for (r, result) in zip(rows, results) {
-            file.number(r.row)
-            file.comma()
-            file.phone(r.recipient)
-            file.comma()
-            r.sender.withUnsafeBufferPointer { file.field($0) }
-            file.comma()
-            file.field(r.product)
-            file.plain(result.submitted ? ",submitted," : ",failed,")
-            file.field(result.messageId)
-            file.comma()
-            if let s = result.httpStatus { file.number(s) }
-            file.comma()
-            file.field(result.errorCode)
-            file.comma()
-            file.field(result.errorMessage)
-            file.comma()
-            file.number(result.attempts)
-            file.comma()
-            if r.encoding != 0 {
-                file.number(r.segments)
-                file.plain(r.encoding == 1 ? ",gsm7," : ",ucs2,")
-            } else {
-                file.plain(",,")
-            }
-            if r.scheduledAt != 0 { file.plain(UTCTime.isoBytes(r.scheduledAt)) }
-            if outputs.format.includeMessage {
-                file.comma()
-                r.message.withUnsafeBufferPointer { file.field($0) }
+            let scheduled = r.scheduledAt != 0 ? UTCTime.isoBytes(r.scheduledAt) : []
+            r.sender.withUnsafeBufferPointer { sender in
+                Array(r.product.utf8).withUnsafeBufferPointer { product in
+                    scheduled.withUnsafeBufferPointer { time in
+                        r.message.withUnsafeBufferPointer { message in
+                            BatchRow.write(&file, row: r.row, recipient: r.recipient, sender: sender, product: product, result: result,
+                                           segments: r.segments, encoding: r.encoding, scheduled: time,
+                                           message: outputs.format.includeMessage ? message : nil)
+                        }
+                    }
+                }
             }
             try file.endRow()
         }

@@ -10,7 +10,8 @@ struct ValidRow {
     var messageStart: Int
     var messageEnd: Int
     var product: UInt8
-    var encoding: UInt8  // 0 none, 1 gsm7, 2 ucs2
+    /// nil for products that are not SMS.
+    var encoding: SMSEncoding?
     var segments: Int32
     /// The row's own `schedule_at` (UTC seconds), 0 when it has none.
     var scheduleAt: Int64
@@ -124,11 +125,11 @@ struct RowValidator {
         guard let mi = columns[.message] else { return .rejected(.missingMessage, detail: "") }
         let message = block.field(r, mi)
         if isBlank(message) { return .rejected(.missingMessage, detail: "") }
-        var encoding: UInt8 = 0
+        var encoding: SMSEncoding? = nil
         var segments: Int32 = 0
         if entry.rule.channel == .sms {
             let count = SegmentCounter.count(message)
-            encoding = count.encoding == .gsm7 ? 1 : 2
+            encoding = count.encoding
             segments = Int32(count.segments)
             if count.segments > maxSegments {
                 return .rejected(.messageTooLong, detail: "\(count.segments) parts (\(count.encoding.name)), at most \(maxSegments)")
