@@ -42,7 +42,7 @@ struct RunCommand: AsyncParsableCommand {
             throw ExitCode(error.exitStatus.rawValue)
         }
         var worst = ExitStatus.ok
-        for file in files where !Shutdown.requested {
+        for file in files where !StopSignal.process.requested {
             var outDir = out
             if let out, files.count > 1 { outDir = (out as NSString).appendingPathComponent((file as NSString).lastPathComponent) }
             do {

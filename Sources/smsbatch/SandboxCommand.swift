@@ -57,7 +57,7 @@ struct SandboxCommand: AsyncParsableCommand {
         }
         // One line, written straight to the descriptor: callers read it to learn the port.
         FileHandle.standardOutput.write(Data("sandbox listening on \(server.endpoint)\n".utf8))
-        while !Shutdown.requested { try? await Task.sleep(nanoseconds: 50_000_000) }
+        while !StopSignal.process.requested { try? await Task.sleep(nanoseconds: 50_000_000) }
         server.stop()
         printError("sandbox: stopped")
     }

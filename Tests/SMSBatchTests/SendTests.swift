@@ -290,6 +290,41 @@ struct SendTests {
         #expect(provider.server.accepted.repeats == 0)
     }
 
+    @Test("a stop raised mid-send ends the job interrupted, counted from the ledger; run again, it completes and nothing goes twice")
+    func stopMidSend() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.sendLatencyMs = 200 }
+        let (path, stats) = try generated(GeneratorOptions(rows: 4000, seed: 28, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.send.nodesPerRequest = 100
+        config.send.concurrency = 2
+        let ledger = InMemoryLedger()
+        let out = dir.file("out")
+        func run(_ stop: StopSignal) async throws -> JobOutput {
+            var options = RunOptions()
+            options.now = testNow
+            let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger, stop: stop)
+            return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
+        }
+        let stop = StopSignal()
+        let server = provider.server
+        let raiser = Task { [server, stop] in
+            while server.accepted.count == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            stop.raise()
+        }
+        let first = try await run(stop)
+        try await raiser.value
+        #expect(first.summary.status == .interrupted)
+        #expect(first.result.exitStatus == .ok)
+        #expect(first.summary.submitted == provider.server.accepted.count)
+        #expect(first.summary.submitted < stats.valid)
+        #expect(first.summary.pending == stats.valid - first.summary.submitted)
+        let second = try await run(StopSignal())
+        #expect(second.summary.status == .completed)
+        #expect(provider.server.accepted.count == stats.valid)
+        #expect(provider.server.accepted.repeats == 0)
+    }
+
     @Test("the send estimate replays the sender: the rate, requests in flight, answer time and one batch after another")
     func estimate() {
         var send = SendConfig()

@@ -10,6 +10,8 @@ public final class JobRunner {
     /// The simulator for `send.endpoint: sandbox`, when the caller has one.
     let sandbox: BuiltInSandbox?
     private var ledger: (any Ledger)?
+    /// Raised: the job in progress stops (SPEC §10).
+    let stop: StopSignal
     private var optOut: Set<UInt64>?
     /// Called with the plan once the file is read and before anything is sent.
     public var onPlan: ((JobSummary) -> Void)?
@@ -17,7 +19,8 @@ public final class JobRunner {
     /// `ledger`: the state ledger to use; by default the one `state` configures, opened when
     /// the first job sends.
     public init(config: PipelineConfig, options: RunOptions, progress: ProgressReporter, sandbox: BuiltInSandbox? = nil,
-                ledger: (any Ledger)? = nil) {
+                ledger: (any Ledger)? = nil, stop: StopSignal = .process) {
+        self.stop = stop
         self.config = config
         self.options = options
         self.progress = progress
@@ -86,7 +89,7 @@ public final class JobRunner {
                                              outputs: outputs, progress: progress)
         var stage: SendStage?
         if let ledger = ticket.ledger {
-            let send = SendStage(config: config, outputs: outputs, ledger: ledger, progress: progress)
+            let send = SendStage(config: config, outputs: outputs, ledger: ledger, progress: progress, stop: stop)
             if try await send.prepare(&summary, ticket: ticket, path: path, sandbox: sandbox) { stage = send }
         }
         onPlan?(summary)

@@ -77,7 +77,11 @@ final class SendStage {
     /// How often summary.json is rewritten from the ledger while sending.
     static let summaryEvery: Duration = .seconds(5)
 
-    init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter) {
+    /// Raised once: no new request; twice: the requests in flight are aborted.
+    let stop: StopSignal
+
+    init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter, stop: StopSignal = .process) {
+        self.stop = stop
         self.config = config
         self.outputs = outputs
         self.ledger = ledger
@@ -133,7 +137,7 @@ final class SendStage {
             let provider = try endpoint()
             let client = ProviderClient(endpoint: provider.url, token: provider.token, auth: config.send.auth,
                                         timeout: config.send.timeout, concurrency: config.send.concurrency)
-            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock)
+            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop)
             latency = try await sender.checkCredentials()
             self.client = client
             self.sender = sender
@@ -199,7 +203,7 @@ final class SendStage {
         }
         try count(&summary, outcome)
         // Stopped by a signal with rows left (not sent, or abandoned in flight): resumes.
-        if end == .ran && (outcome.interrupted || (Shutdown.requested && summary.pending + summary.inDoubt > 0)) {
+        if end == .ran && (outcome.interrupted || (stop.requested && summary.pending + summary.inDoubt > 0)) {
             end = .interrupted
         }
         switch end {
@@ -240,12 +244,12 @@ final class SendStage {
         let started = ContinuousClock.now
         let estimate = SendEstimate(config.send)
         let rowsPerRequest = summary.plannedRequests > 0 ? Double(summary.toSend) / Double(summary.plannedRequests) : 1
-        return Task { [client, ledger, outputs, progress] in
+        return Task { [client, ledger, outputs, progress, stop] in
             var lastSummary = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
                 // Every tick: a request handed over after an abort is ended too.
-                if Shutdown.stopNow { client?.abortInFlight() }
+                if stop.now { client?.abortInFlight() }
                 let now = ContinuousClock.now
                 let s = sender.progress.snapshot
                 let submitted = base.submitted + s.submitted

@@ -78,10 +78,13 @@ final class Sender: Sendable {
     private let trouble = Mutex<LedgerError?>(nil)
     /// What the progress line and the live estimate read.
     let progress: SendProgress
+    /// Raised: no new request starts.
+    let stop: StopSignal
 
     init(config: SendConfig, jobID: String, client: ProviderClient, ledger: (any Ledger)? = nil, clock: Int64 = 0,
-         progress: SendProgress = SendProgress()) {
+         progress: SendProgress = SendProgress(), stop: StopSignal = .process) {
         self.progress = progress
+        self.stop = stop
         self.config = config
         self.jobID = jobID
         self.client = client
@@ -100,7 +103,7 @@ final class Sender: Sendable {
     func checkCredentials() async throws(SendError) -> Double {
         var last = ""
         for attempt in 1...config.maxAttempts {
-            if Shutdown.requested { throw .stopped }
+            if stop.requested { throw .stopped }
             await lookupLimiter.acquire()
             let started = ContinuousClock.now
             switch await client.get("auth/me") {
@@ -149,12 +152,12 @@ final class Sender: Sendable {
         var settled = try ledger?.finalOutcomes(jobID: jobID) ?? [:]
         var inDoubt = try ledger?.inDoubtRequests(jobID: jobID) ?? []
         while let rows = queue.nextBatch() {
-            if Shutdown.requested { outcome.interrupted = true; break }
+            if stop.requested { outcome.interrupted = true; break }
             let batch = rows[0].batch
             // A request of an earlier run that was never answered: ask the provider first.
             for request in inDoubt where request.batch == batch {
                 try await resolve(request, rows: rows, into: &settled)
-                if Shutdown.requested { outcome.interrupted = true; return outcome }
+                if stop.requested { outcome.interrupted = true; return outcome }
             }
             inDoubt.removeAll { $0.batch == batch }
             var results = [RowResult?](repeating: nil, count: rows.count)
@@ -173,7 +176,7 @@ final class Sender: Sendable {
                 for (i, r) in zip(open, sent) { results[i] = r }
             }
             if let error = trouble.withLock({ $0 }) { throw error }
-            if Shutdown.requested && results.contains(where: { $0?.errorCode == .interrupted }) {
+            if stop.requested && results.contains(where: { $0?.errorCode == .interrupted }) {
                 outcome.interrupted = true
                 break
             }
@@ -197,7 +200,7 @@ final class Sender: Sendable {
             return
         }
         guard let found = await lookUp(members.map(custom)) else {
-            if Shutdown.requested { return }  // stays in doubt; the next run asks again
+            if stop.requested { return }  // stays in doubt; the next run asks again
             throw SendError.unreachable("cannot confirm which rows of an unanswered request the provider accepted")
         }
         var outcomes: [RequestOutcome] = []
@@ -298,11 +301,11 @@ final class Sender: Sendable {
             return results.map { $0! }
         }
         while !pending.isEmpty && attempt < config.maxAttempts {
-            if Shutdown.requested { return stopped() }
+            if stop.requested { return stopped() }
             attempt += 1
             await limiter.acquire()
             // A signal may have come while this request waited for its turn.
-            if Shutdown.requested { return stopped() }
+            if stop.requested { return stopped() }
             if attempt > 1 { progress.retried() }
             for i in pending { attempts[i] += 1 }
             let batch = rows[pending[0]].batch
@@ -452,7 +455,7 @@ final class Sender: Sendable {
         var lastPage = 1
         var failures = 0
         while page <= lastPage {
-            if Shutdown.requested { return nil }
+            if stop.requested { return nil }
             await lookupLimiter.acquire()
             let query = selector.map { ($0.key, $0.value) } + [("page", String(page))]
             guard case .success(let reply) = await client.get("sms/status", query: query), (200..<300).contains(reply.status),

@@ -1,26 +1,39 @@
 import Foundation
 import Synchronization
 
-/// SIGINT/SIGTERM (SPEC §10): stop claiming, finish the requests in flight, record progress,
-/// exit 0. A second signal stops at once: the requests in flight are abandoned (their rows
+/// A request to stop (SPEC §10), observed by what runs: once raised, no new file is claimed
+/// and no new request starts; raised twice, the requests in flight are abandoned (their rows
 /// stay in doubt in the ledger, as after a kill, and are looked up on the next run).
 ///
-/// The handler only counts the signal, says at once on stderr what will happen, and wakes
-/// the watcher's poll through a pipe: all of it async-signal-safe.
+/// The process's own is raised by SIGINT/SIGTERM (`Shutdown`); tests raise theirs.
+public final class StopSignal: Sendable {
+    fileprivate let count = Atomic<Int>(0)
+
+    public init() {}
+
+    /// The one SIGINT/SIGTERM raise.
+    public static let process = StopSignal()
+
+    /// Raised once: no new file, no new request.
+    public var requested: Bool { count.load(ordering: .relaxed) > 0 }
+    /// Raised twice: stop without waiting for the answers in flight.
+    public var now: Bool { count.load(ordering: .relaxed) > 1 }
+
+    public func raise() { count.add(1, ordering: .relaxed) }
+}
+
+/// SIGINT/SIGTERM: raise `StopSignal.process`, say at once on stderr what will happen, and
+/// wake the watcher's poll through a pipe — all of it async-signal-safe.
 public enum Shutdown {
-    static let signals = Atomic<Int>(0)
     static let announce = Atomic<Bool>(false)
     nonisolated(unsafe) static var wakeFD: (read: Int32, write: Int32) = (-1, -1)
-
-    /// A first signal arrived: no new file, no new request.
-    public static var requested: Bool { signals.load(ordering: .relaxed) > 0 }
-    /// A second signal arrived: stop without waiting for the answers in flight.
-    public static var stopNow: Bool { signals.load(ordering: .relaxed) > 1 }
 
     /// Installs the handlers once. `announce`: acknowledge each signal on stderr (commands
     /// that run jobs; the standalone sandbox stays quiet).
     public static func install(announce: Bool = true) {
         self.announce.store(announce, ordering: .relaxed)
+        // Made now: nothing in a signal handler may run a lazy initialiser.
+        _ = StopSignal.process
         if wakeFD.read < 0 {
             var fds: [Int32] = [0, 0]
             if pipe(&fds) == 0 {
@@ -30,7 +43,7 @@ public enum Shutdown {
             }
         }
         let handler: @convention(c) (Int32) -> Void = { sig in
-            let count = Shutdown.signals.add(1, ordering: .relaxed).newValue
+            let count = StopSignal.process.count.add(1, ordering: .relaxed).newValue
             var byte: UInt8 = 1
             _ = write(Shutdown.wakeFD.write, &byte, 1)
             guard Shutdown.announce.load(ordering: .relaxed) else { return }

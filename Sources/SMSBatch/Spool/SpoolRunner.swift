@@ -10,13 +10,18 @@ public final class SpoolRunner {
     /// Called after each job with its result (the command prints one line per job).
     public var onJob: ((JobResult) -> Void)?
 
-    public init(config: PipelineConfig, options: RunOptions, progress: ProgressReporter, sandbox: BuiltInSandbox? = nil) throws(SpoolError) {
+    /// Raised: no new file is claimed, and the job in progress stops.
+    let stop: StopSignal
+
+    public init(config: PipelineConfig, options: RunOptions, progress: ProgressReporter, sandbox: BuiltInSandbox? = nil,
+                stop: StopSignal = .process) throws(SpoolError) {
+        self.stop = stop
         self.config = config
         self.progress = progress
         spool = try Spool(root: config.watch.root)
         var options = options
         options.outDir = nil
-        runner = JobRunner(config: config, options: options, progress: progress, sandbox: sandbox)
+        runner = JobRunner(config: config, options: options, progress: progress, sandbox: sandbox, stop: stop)
     }
 
     /// Cron mode: every claimable file now in the inbox, then exit with the worst job's code.
@@ -27,10 +32,10 @@ public final class SpoolRunner {
         Shutdown.install()
         try runner.prepare()
         var worst = ExitStatus.ok
-        for file in spool.orphans() where !Shutdown.requested {
+        for file in spool.orphans() where !stop.requested {
             worst = max(worst, await process(spool.path("processing", file)))
         }
-        for c in spool.candidates() where !Shutdown.requested {
+        for c in spool.candidates() where !stop.requested {
             // A file that changed within `settle`, or that some process still has open for
             // writing, is not complete yet (SPEC §10).
             guard await settled(c) else {
@@ -50,7 +55,7 @@ public final class SpoolRunner {
         let settle = Double(config.watch.settle)
         var current = c
         var waited = 0.0
-        while !Shutdown.requested {
+        while !stop.requested {
             let age = Date().timeIntervalSince1970 - current.mtime
             if age >= settle { return true }
             if waited >= 10 * settle { return false }
@@ -73,15 +78,15 @@ public final class SpoolRunner {
         let watcher = InboxWatcher(spool: spool, settle: Double(config.watch.settle))
         progress.note(spool.inbox, "watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
         var lastOrphanScan = -Double.infinity
-        while !Shutdown.requested {
+        while !stop.requested {
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
             if now - lastOrphanScan > 5 {
                 lastOrphanScan = now
-                for file in spool.orphans() where !Shutdown.requested {
+                for file in spool.orphans() where !stop.requested {
                     _ = await process(spool.path("processing", file))
                 }
             }
-            for name in watcher.ready(timeout: 0.5) where !Shutdown.requested {
+            for name in watcher.ready(timeout: 0.5) where !stop.requested {
                 guard let claimed = spool.claim(name) else { continue }
                 _ = await process(claimed)
             }
