@@ -1,6 +1,8 @@
 import Foundation
 
-/// One job's pipeline, stage by stage, over blocks of records.
+/// One job's first pass: the stages, in order, over blocks of records — validate, dedupe,
+/// split, report — each a step type of its stage's folder, with what the whole file decides
+/// (file-level rejections, the plan) at the end.
 struct JobState: ~Copyable {
     let config: PipelineConfig
     let options: RunOptions
@@ -8,61 +10,26 @@ struct JobState: ~Copyable {
     let path: String
     let outputs: JobOutputs
     let progress: ProgressReporter
-    let products: [ProductEntry]
     private let optOut: Set<UInt64>
-    private let defaultSender: [UInt8]
 
     var summary = JobSummary()
     private var validator: RowValidator?
     /// The first entry's header, for the columns of rejects.csv.
     private var firstHeader: [[UInt8]]?
     private var firstColumns = ColumnMap()
-    /// For an archive entry whose header differs from the first: for each column of
-    /// rejects.csv, the column of this entry that holds it (-1: none). nil = same header.
-    private var rejectColumns: [Int]?
-    private var dedupe = DedupeIndex()
-    private var planner: BatchPlanner
-    private var rejects: OutputFile?
-    private var duplicates: OutputFile?
-    private var batchFile: OutputFile?
-    /// Rows to send, when this is not a dry run (the send stage reads it back).
-    private var queue: SendQueueWriter?
-    private var batchNumber = 0
-    private var closedBatches: [ClosedOutputFile] = []
+    var dedupe: DedupeStep
+    private var split: SplitStep
+    private var report: ReportStep
     private var stopped = false
-    private var optedOut = 0
     private var nanos = [UInt64](repeating: 0, count: 6)
     private var bytesRead: () -> Int64 = { 0 }
-
-    // Per-block scratch, reused.
+    /// Per block, reused: what validation made of each data record.
     private var outcomes: [RowOutcome] = []
-    /// Per record: 0 = kept, -1 = sent by an earlier job within dedupe.window, else the
-    /// row this one repeats.
-    private var firstRowOf: [Int] = []
-    private var digests: [MessageDigest] = []
-    /// Messages earlier jobs sent within `dedupe.window` (SPEC §6 `repeat_within_window`).
-    var recentlySent: Set<MessageDigest> = []
-    private var batchOf: [Int] = []
-    /// The current batch's time (nil: at once) and its ISO text for batch files.
-    private var batchTime: Int64?
-    /// Rows of the current batch by product and time: the sender puts each such group in
-    /// requests of its own, so these give the real number of requests.
-    private var requestGroups: [RequestGroupKey: Int] = [:]
-    /// Per batch (index = number - 1): requests needed, groups, promotional rows deferred.
-    private var batchRequests: [Int] = []
-    private var batchGroups: [Int] = []
-    private var batchDeferred: [Int] = []
-    /// Promotional rows moved to a promo-window opening, by their new time.
-    private var deferredTo: [Int64: Int] = [:]
-
-    private struct RequestGroupKey: Hashable {
-        let product: UInt8
-        let time: Int64
-    }
 
     private enum Stage: Int { case ingest, validate, dedupe, split, send, report }
 
-    init(config: PipelineConfig, options: RunOptions, optOut: Set<UInt64>, now: Int64, outputs: JobOutputs, path: String, progress: ProgressReporter) {
+    init(config: PipelineConfig, options: RunOptions, optOut: Set<UInt64>, now: Int64, outputs: JobOutputs, path: String,
+         progress: ProgressReporter) throws(ReportError) {
         self.config = config
         self.options = options
         self.optOut = optOut
@@ -70,9 +37,11 @@ struct JobState: ~Copyable {
         self.outputs = outputs
         self.path = path
         self.progress = progress
-        products = RowValidator.productTable(config.validate)
-        defaultSender = Array((config.validate.defaultSender ?? "").utf8)
-        planner = BatchPlanner(config: config, kind: options.kind ?? config.caps.kind, now: now)
+        let products = RowValidator.productTable(config.validate)
+        let defaultSender = Array((config.validate.defaultSender ?? "").utf8)
+        dedupe = DedupeStep(defaultSender: defaultSender)
+        split = SplitStep(config: config, kind: options.kind ?? config.caps.kind, products: products, now: now)
+        report = try ReportStep(outputs: outputs, products: products, defaultSender: defaultSender, sending: !options.dryRun)
     }
 
     private var rejected: Bool { summary.rejectReason != nil }
@@ -84,7 +53,10 @@ struct JobState: ~Copyable {
                           outputs: JobOutputs, progress: ProgressReporter) throws(RunError) -> JobSummary {
         let file: InputFile
         do { file = try InputFile(path: path, hashing: ticket.sha == nil) } catch { throw .input(error) }
-        var job = JobState(config: config, options: options, optOut: optOut, now: ticket.clock, outputs: outputs, path: path, progress: progress)
+        var job: JobState
+        do {
+            job = try JobState(config: config, options: options, optOut: optOut, now: ticket.clock, outputs: outputs, path: path, progress: progress)
+        } catch { throw .report(error) }
         job.summary.input = path
         job.summary.bytes = file.size
         job.summary.startedAt = ticket.clock
@@ -94,7 +66,7 @@ struct JobState: ~Copyable {
         if let ledger = ticket.ledger, let id = ticket.id, config.dedupe.window > 0, !options.force {
             do {
                 try ledger.prune(sentBefore: ticket.clock - Int64(config.dedupe.window))
-                job.recentlySent = Set(try ledger.sentSince(ticket.clock - Int64(config.dedupe.window), excludingJob: id)
+                job.dedupe.recentlySent = Set(try ledger.sentSince(ticket.clock - Int64(config.dedupe.window), excludingJob: id)
                     .map { MessageDigest(high: $0.hi, low: $0.lo) })
             } catch { throw .ledger(error) }
         }
@@ -113,12 +85,11 @@ struct JobState: ~Copyable {
             let sha = ticket.sha ?? file.finishDigest()
             job.summary.sha256 = sha
             job.summary.job = ticket.id ?? Admission.jobID(clock: ticket.clock, sha: sha)
-            try job.finish()
+            return try job.finish()
         } catch {
             outputs.abandon()
             throw .report(error)
         }
-        return job.summary
     }
 
     mutating func rejectFile(_ reason: FileRejectReason, _ detail: String) {
@@ -135,7 +106,6 @@ struct JobState: ~Copyable {
     /// Streams every CSV entry of the input through libcsv (on a thread of its own) and the
     /// stages (on this one), a block of records at a time.
     mutating func ingest(_ file: InputFile) throws(ReportError) {
-        try openSideFiles()
         bytesRead = { [unowned file] in file.bytesRead }
         let channel = BlockChannel()
         let source = CSVSource(file: file, input: config.input, maxExpandedBytes: config.input.maxExpandedBytes)
@@ -190,58 +160,18 @@ struct JobState: ~Copyable {
                 continue
             }
             guard let validator else { return }
-            let outcome = validator.validate(r, in: block)
-            outcomes.append(outcome)
+            outcomes.append(validator.validate(r, in: block))
         }
         let records = block.records[firstDataRecord...]
         account(.validate, since: &t)
-
-        // Dedupe: first occurrence of (sender, recipient, message) kept.
-        firstRowOf.removeAll(keepingCapacity: true)
-        digests.removeAll(keepingCapacity: true)
-        for (k, r) in records.enumerated() {
-            guard case .valid(let v) = outcomes[k] else { firstRowOf.append(0); digests.append(MessageDigest(high: 0, low: 0)); continue }
-            let digest = withSender(v, block, defaultSender) { s in
-                MessageDigest(sender: s, recipient: v.recipient.value, message: block.bytes.slice(v.messageStart, v.messageEnd))
-            }
-            digests.append(digest)
-            let first = dedupe.insert(digest, row: r.row) ?? 0
-            firstRowOf.append(first == 0 && !recentlySent.isEmpty && recentlySent.contains(digest) ? -1 : first)
-        }
+        dedupe.run(records, outcomes, block)
         account(.dedupe, since: &t)
-
-        // Split: parts by caps, batches by batch_size, in file order.
-        batchOf.removeAll(keepingCapacity: true)
-        for k in 0..<outcomes.count {
-            guard case .valid(let v) = outcomes[k], firstRowOf[k] == 0 else { batchOf.append(0); continue }
-            batchOf.append(planner.place(products[Int(v.product)].rule.channel))
-        }
+        split.run(outcomes, firstRowOf: dedupe.firstRowOf)
         account(.split, since: &t)
-
-        // Report: every row goes to exactly one of a batch, rejects.csv, duplicates.csv.
-        for (k, r) in records.enumerated() {
-            summary.rows += 1
-            switch outcomes[k] {
-            case .rejected(let reason, let detail):
-                summary.invalid += 1
-                summary.invalidByReason[reason, default: 0] += 1
-                if reason == .optedOut { optedOut += 1 }
-                try writeReject(r, reason, detail, block)
-            case .valid(let v):
-                summary.valid += 1
-                if firstRowOf[k] != 0 {
-                    summary.duplicates += 1
-                    let reason = firstRowOf[k] > 0 ? "in_file" : "repeat_within_window"
-                    summary.duplicatesByReason[reason, default: 0] += 1
-                    try writeDuplicate(r.row, firstRow: firstRowOf[k], v, block)
-                } else {
-                    try writeBatchRow(r.row, batch: batchOf[k], v, digests[k], block)
-                }
-            }
-        }
+        // Every row goes to exactly one of a batch, rejects.csv, duplicates.csv.
+        try report.run(records, outcomes, dedupe: dedupe, split: split, block, into: &summary)
         account(.report, since: &t)
     }
-
 
     private mutating func takeHeader(_ r: RecordInfo, _ block: borrowing RecordBlock) {
         let names = (0..<r.fieldCount).map { Array(block.field(r, $0)) }
@@ -274,153 +204,25 @@ struct JobState: ~Copyable {
         if firstHeader == nil {
             firstHeader = names
             firstColumns = columns
-            writeRejectsHeader(names)
-            rejectColumns = nil
+            report.headRejects(names)
+            report.rejectColumns = nil
         } else if let first = firstHeader, first != names {
-            rejectColumns = ColumnMap.placement(of: names, columns, under: first, firstColumns)
+            report.rejectColumns = ColumnMap.placement(of: names, columns, under: first, firstColumns)
         } else {
-            rejectColumns = nil
+            report.rejectColumns = nil
         }
         validator = RowValidator(columns: columns, config: config, productOverride: options.product, now: now, optOut: optOut)
-    }
-
-    // MARK: - Writing
-
-    private mutating func openSideFiles() throws(ReportError) {
-        rejects = try outputs.csv("rejects.csv", header: "")
-        duplicates = try outputs.csv("duplicates.csv", header: outputs.duplicatesHeader)
-        if !options.dryRun { queue = try SendQueueWriter(path: outputs.path(JobOutputs.queueName)) }
-    }
-
-    private mutating func writeRejectsHeader(_ names: [[UInt8]]) {
-        rejects!.plain("row,reason,detail")
-        for n in names {
-            rejects!.comma()
-            n.withUnsafeBufferPointer { rejects!.field($0) }
-        }
-        rejects!.plain("\n")
-    }
-
-    private mutating func writeReject(_ r: RecordInfo, _ reason: ReasonCode, _ detail: String, _ block: borrowing RecordBlock) throws(ReportError) {
-        rejects!.number(r.row)
-        rejects!.comma()
-        rejects!.field(reason.code)
-        rejects!.comma()
-        rejects!.field(detail)
-        if let map = rejectColumns {
-            // Another entry's header: its fields under the first entry's columns.
-            for i in map {
-                rejects!.comma()
-                if i >= 0 && i < r.fieldCount { rejects!.field(block.field(r, i)) }
-            }
-        } else {
-            for i in 0..<r.fieldCount {
-                rejects!.comma()
-                rejects!.field(block.field(r, i))
-            }
-        }
-        try rejects!.endRow()
-    }
-
-    private mutating func writeDuplicate(_ row: Int, firstRow: Int, _ v: ValidRow, _ block: borrowing RecordBlock) throws(ReportError) {
-        duplicates!.number(row)
-        duplicates!.comma()
-        if firstRow > 0 {
-            duplicates!.number(firstRow)
-            duplicates!.plain(",in_file,")
-        } else {
-            duplicates!.plain(",repeat_within_window,")
-        }
-        duplicates!.phone(v.recipient)
-        duplicates!.comma()
-        withSender(v, block, defaultSender) { duplicates!.field($0) }
-        if outputs.format.includeMessage {
-            duplicates!.comma()
-            duplicates!.field(block.bytes.slice(v.messageStart, v.messageEnd))
-        }
-        try duplicates!.endRow()
-    }
-
-    private mutating func writeBatchRow(_ row: Int, batch: Int, _ v: ValidRow, _ digest: MessageDigest, _ block: borrowing RecordBlock) throws(ReportError) {
-        if batch != batchNumber { try startBatch(batch) }
-        let product = products[Int(v.product)]
-        // The row's own time, else its batch's (nil: at once); a P time outside the promo
-        // window moves to the next opening (SPEC §6).
-        var time: Int64? = v.scheduleAt == 0 ? batchTime : v.scheduleAt
-        if product.isPromotional {
-            let base = time ?? now
-            // Most P rows share their batch's time: one zone computation per batch, not per row.
-            if promoCache?.base != base { promoCache = (base, deferredForPromo(base)) }
-            let moved = promoCache!.moved
-            if moved != base {
-                time = moved
-                deferredTo[moved, default: 0] += 1
-                batchDeferred[batch - 1] += 1
-            }
-        }
-        requestGroups[RequestGroupKey(product: v.product, time: time ?? 0), default: 0] += 1
-        if queue != nil {
-            try withSender(v, block, defaultSender) { sender throws(ReportError) in
-                try queue!.append(
-                    row: row, batch: batch, product: product.codeBytes, encoding: v.encoding, segments: v.segments,
-                    recipient: v.recipient, scheduledAt: time ?? 0, digest: digest, sender: sender,
-                    message: block.bytes.slice(v.messageStart, v.messageEnd),
-                    templateId: block.bytes.slice(v.templateStart, v.templateEnd),
-                    entityId: block.bytes.slice(v.entityStart, v.entityEnd))
-            }
-            return
-        }
-        let scheduled: [UInt8] = time.map { $0 == batchTime ? batchTimeText : UTCTime.isoBytes($0) } ?? []
-        withSender(v, block, defaultSender) { sender in
-            product.codeBytes.withUnsafeBufferPointer { code in
-                scheduled.withUnsafeBufferPointer { time in
-                    BatchRow.write(&batchFile!, row: row, recipient: v.recipient, sender: sender, product: code, result: nil,
-                                   segments: Int(v.segments), encoding: v.encoding, scheduled: time,
-                                   message: outputs.format.includeMessage ? block.bytes.slice(v.messageStart, v.messageEnd) : nil)
-                }
-            }
-        }
-        try batchFile!.endRow()
-    }
-
-    private var batchTimeText: [UInt8] = []
-    private var promoCache: (base: Int64, moved: Int64)?
-
-    private mutating func startBatch(_ number: Int) throws(ReportError) {
-        closeRequestGroups()
-        if let f = batchFile.take() { closedBatches.append(try f.close()) }
-        batchNumber = number
-        batchTime = planner.time(ofBatch: number)
-        batchTimeText = batchTime.map(UTCTime.isoBytes) ?? []
-        while batchRequests.count < number { batchRequests.append(0); batchGroups.append(0); batchDeferred.append(0) }
-        if queue != nil { return }
-        batchFile = try outputs.csv(JobOutputs.batchName(number), header: outputs.batchHeader)
-    }
-
-    /// Turns the current batch's groups into its number of requests.
-    private mutating func closeRequestGroups() {
-        guard batchNumber > 0 else { return }
-        let perRequest = max(1, config.send.nodesPerRequest)
-        batchRequests[batchNumber - 1] = requestGroups.values.reduce(0) { $0 + ($1 + perRequest - 1) / perRequest }
-        batchGroups[batchNumber - 1] = requestGroups.count
-        requestGroups.removeAll(keepingCapacity: true)
-    }
-
-    /// SPEC §6: a P message outside the promo window moves to the next opening when
-    /// `action: defer` (with `reject`, rows with their own time were rejected already).
-    private func deferredForPromo(_ t: Int64) -> Int64 {
-        let w = config.validate.promoWindow
-        return w.action == .defer ? w.nextOpening(after: t) : t
     }
 
     // MARK: - Decision and publication
 
     /// Applies the file-level rules that need the whole file, then publishes or discards
-    /// the batch files.
-    mutating func finish() throws(ReportError) {
+    /// the batch files and fills in the plan.
+    mutating func finish() throws(ReportError) -> JobSummary {
         var t = DispatchTime.now().uptimeNanoseconds
+        let planner = split.planner
         if !rejected {
-            let countable = summary.invalid - optedOut
+            let countable = summary.invalid - report.optedOut
             if summary.rows == 0 {
                 rejectFile(.noRows, "no data rows after the header")
             } else if Double(countable) / Double(summary.rows) > config.validate.maxInvalidRatio {
@@ -429,44 +231,26 @@ struct JobState: ~Copyable {
                 rejectFile(.overCap, "\(summary.toSend) messages need \(planner.parts) parts under the caps and caps.over_cap is reject")
             }
         }
-        closeRequestGroups()
-        if let f = batchFile.take() { closedBatches.append(try f.close()) }
+        split.closeBatch()
         if planner.intervalStretched && planner.batches.count > 1 {
             summary.warnings.append("batches are \(planner.interval / 60) minutes apart, not split.interval: one batch takes that long to submit at send.requests_per_minute")
         }
+        summary.parts = planner.parts
         if rejected {
-            queue.take()?.discard()
-            for b in closedBatches { b.remove() }
-            summary.parts = planner.parts
             summary.batches = 0
         } else {
-            for b in closedBatches { try b.publish() }
-            try queue.take()?.commit()
             summary.status = .completed
-            summary.parts = planner.parts
             summary.batches = planner.batches.count
-            summary.plan = planner.batches.map { b in
-                .init(batch: b.number, part: b.part, rows: b.rows, scheduledAt: b.scheduledAt,
-                      requests: batchRequests[b.number - 1], groups: batchGroups[b.number - 1], deferred: batchDeferred[b.number - 1])
-            }
-            summary.deferred = deferredTo.sorted { $0.key < $1.key }.map { .init(scheduledAt: $0.key, rows: $0.value) }
+            summary.plan = split.plan
+            summary.deferred = split.deferred
             summary.noteDeferred(window: config.validate.promoWindow)
             summary.noteRequestGroups(config.send)
             summary.estimatedSendSeconds = Int(SendEstimate(config.send).seconds(requestsPerBatch: summary.plan.map(\.requests)).rounded(.up))
         }
-        if rejects == nil { try openSideFiles() }
-        if firstHeader == nil { rejects!.plain("row,reason,detail\n") }
-        try rejects.take()!.commit()
-        try duplicates.take()!.commit()
+        let rejected = rejected
+        try report.finish(rejected: rejected)
         account(.report, since: &t)
         for (i, name) in JobSummary.stages.enumerated() { summary.stageMs[name] = Int(nanos[i] / 1_000_000) }
+        return summary
     }
 }
-
-/// The row's sender bytes: its own cell, or `validate.default_sender`.
-@inline(__always)
-private func withSender<R, E: Error>(_ v: ValidRow, _ block: borrowing RecordBlock, _ fallback: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-    if v.senderStart >= 0 { return try body(block.bytes.slice(v.senderStart, v.senderEnd)) }
-    return try fallback.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
-}
-
