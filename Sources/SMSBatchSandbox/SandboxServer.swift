@@ -25,6 +25,8 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
     public var sendLatencyMs: Int = 0
     /// Seed of the fault PRNG: the same seed gives the same faults in the same request order.
     public var seed: UInt64 = 1
+    /// The rate window's clock (tests share a virtual one with the sender).
+    package var clock: any MonotonicClock = RealClock()
 
     public init(token: String) { self.token = token }
 
@@ -170,7 +172,7 @@ final class SandboxCore: Sendable {
         guard token == options.token else { return error(401, "UNAUTHORIZED", "invalid access token") }
 
         // Rate limit, then the fault draw, in arrival order under the lock.
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = UInt64(options.clock.now() * 1e9)
         let limit = endpoint == .accepted ? 0 : options.rateLimit
         let drawFault = endpoint.isSend && (options.failRate > 0 || options.dropRate > 0)
         let (retryAfter, draw): (Int?, UInt64?) = state.withLock { s in

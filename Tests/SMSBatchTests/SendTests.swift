@@ -47,6 +47,7 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     var options = RunOptions()
     options.now = now
     options.force = force
+    options.jitterSeed = 1
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
     let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger)
     return JobOutput(result: try await runner.run(path: file, outDir: out), dir: out)
@@ -356,29 +357,51 @@ struct SendTests {
         }
     }
 
-    @Test("a 429 storm: the sender waits Retry-After, and its request starts never exceed requests_per_minute")
+    @Test("a 429 storm: the sender waits Retry-After, its starts never exceed requests_per_minute, and the provider never sees more than it allows")
     func rateLimits() async throws {
         let dir = TempDir()
-        // The provider allows 3 requests in 2 s; the client is configured for 120 a minute.
-        let provider = try TestProvider { $0.rateLimit = 3; $0.rateWindowSeconds = 2 }
-        let outputs = try writeQueue(rows: 2...121, in: dir)
+        // One virtual clock for the sender and the provider's rate window: the storm's
+        // minutes of waiting take no real time, and every spacing below is exact.
+        let clock = VirtualClock()
+        // The provider allows 30 requests a minute; the client is configured for 120.
+        let provider = try TestProvider { $0.rateLimit = 30; $0.clock = clock }
+        let outputs = try writeQueue(rows: 2...601, in: dir)
         var config = provider.config().send
         config.requestsPerMinute = 120
         config.nodesPerRequest = 10
         config.concurrency = 4
         config.maxAttempts = 20
         let client = ProviderClient(endpoint: provider.server.endpoint, token: provider.token, auth: .header, timeout: 5, concurrency: 4)
-        let sender = Sender(config: config, jobID: "job-429", client: client)
+        let sender = Sender(config: config, jobID: "job-429", client: client, time: clock, seed: 7)
         let outcome = try await sender.run(queue: try SendQueueReader(path: outputs.path(JobOutputs.queueName)), outputs: outputs)
-        #expect(outcome.submitted == 120)
-        #expect(provider.server.accepted.count == 120)
-        #expect(provider.server.arrivals.count > 12, "some requests must have met a 429")
-        // The client's own clock: starts 0.5 s apart at 120 a minute (the server's arrival
-        // times carry network jitter, so they are not what the client promises).
+        #expect(outcome.submitted == 600)
+        #expect(provider.server.accepted.count == 600)
+        let arrivals = provider.server.arrivals
+        #expect(arrivals.count > 60, "some requests must have met a 429")
+        // The client: starts 0.5 s apart at 120 a minute, never more than 120 in a minute.
         let starts = await sender.limiter.startLog
-        #expect(starts.count == provider.server.arrivals.count)
+        #expect(starts.count == arrivals.count)
         for (a, b) in zip(starts, starts.dropFirst()) { #expect(b - a >= 0.5, "requests started \(b - a) s apart") }
         for (i, start) in starts.enumerated() { #expect(starts[i...].prefix { $0 - start < 60 }.count <= 120) }
+        // The provider allows 30 a minute: having waited each Retry-After, the sender took
+        // more than a minute for its 60 sends.
+        #expect(starts.last! - starts.first! >= 60)
+    }
+
+    @Test("the rate limiter on a virtual clock: starts exactly 60/rpm apart, at most rpm a minute, and a pause holds everyone")
+    func limiter() async {
+        let clock = VirtualClock()
+        let limiter = RateLimiter(perMinute: 3, clock: clock)
+        for _ in 0..<4 { await limiter.acquire() }
+        var starts = await limiter.startLog
+        #expect(abs(starts[1] - starts[0] - 20) < 1e-3 && abs(starts[2] - starts[1] - 20) < 1e-3)
+        // The fourth waits until the first leaves the minute.
+        #expect(starts[3] - starts[0] >= 60)
+        await limiter.pause(for: 100)
+        let paused = clock.now()
+        await limiter.acquire()
+        starts = await limiter.startLog
+        #expect(starts[4] >= paused + 100)
     }
 
     @Test("an HTML login page instead of JSON from auth/me stops the job before anything is sent (exit 77)")

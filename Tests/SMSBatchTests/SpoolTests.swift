@@ -210,7 +210,7 @@ struct SpoolTests {
         let dir = spoolDir(endpoint: sandbox.endpoint)
         let stats = try generate(dir.file("big.csv"), rows: 50_000, seed: 42)
         let env = ["SMSBATCH_TOKEN": sandbox.token]
-        var generator = SystemRandomNumberGenerator()
+        var generator = SMSBatch.SplitMix64(seed: 20261203)  // seeded: the same kill moments every run
         var kills = 0
         while kills < 10 {
             let run = try Background(["run", "big.csv", "--out", "out"], cwd: dir.path, env: env)
@@ -245,7 +245,7 @@ struct SpoolTests {
         let stats = try generate(dir.file("spool/inbox/big.csv.part"), rows: 50_000, seed: 43)
         rename(dir.file("spool/inbox/big.csv.part"), dir.file("spool/inbox/big.csv"))
         let env = ["SMSBATCH_TOKEN": sandbox.token]
-        var generator = SystemRandomNumberGenerator()
+        var generator = SMSBatch.SplitMix64(seed: 20261203)  // seeded: the same kill moments every run
         for _ in 0..<10 {
             let watch = try Background(["watch"], cwd: dir.path, env: env)
             usleep(UInt32.random(in: 300_000...1_500_000, using: &generator))

@@ -9,6 +9,8 @@ public struct RunOptions: Sendable {
     /// Pretend the current time is this (UTC seconds).
     public var now: Int64?
     public var force = false
+    /// Seed of the backoff jitter; nil draws one (tests fix it, so retries repeat exactly).
+    public var jitterSeed: UInt64?
     public init() {}
 }
 

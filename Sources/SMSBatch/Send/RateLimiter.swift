@@ -16,20 +16,21 @@ actor RateLimiter {
     /// check the spacing the limiter promises on its own clock.
     private(set) var startLog: [Double] = []
 
+    private let clock: any MonotonicClock
+
     /// `perMinute` 0 turns the limiter off (benchmarks against the in-process sandbox).
-    init(perMinute: Int) {
+    init(perMinute: Int, clock: any MonotonicClock = RealClock()) {
+        self.clock = clock
         self.perMinute = perMinute
         spacing = perMinute > 0 ? 60.0 / Double(perMinute) : 0
     }
-
-    static func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     /// Waits until one more request may start, and counts it.
     func acquire() async {
         granted += 1
         guard perMinute > 0 else { return }
         while true {
-            let now = RateLimiter.clock()
+            let now = clock.now()
             var earliest = max(pausedUntil, last + spacing)
             if starts.count - head >= perMinute { earliest = max(earliest, starts[head] + 60.001) }
             if now >= earliest {
@@ -40,12 +41,12 @@ actor RateLimiter {
                 last = now
                 return
             }
-            try? await Task.sleep(nanoseconds: UInt64((earliest - now) * 1e9) + 1000)
+            await clock.sleep(seconds: earliest - now + 1e-6)
         }
     }
 
     /// After a 429: nobody starts a request for `seconds`.
     func pause(for seconds: Double) {
-        pausedUntil = max(pausedUntil, RateLimiter.clock() + seconds)
+        pausedUntil = max(pausedUntil, clock.now() + seconds)
     }
 }

@@ -80,8 +80,13 @@ final class SendStage {
     /// Raised once: no new request; twice: the requests in flight are aborted.
     let stop: StopSignal
 
-    init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter, stop: StopSignal = .process) {
+    /// Seed of the sender's backoff jitter.
+    let seed: UInt64
+
+    init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter, stop: StopSignal = .process,
+         seed: UInt64? = nil) {
         self.stop = stop
+        self.seed = seed ?? UInt64.random(in: 0...UInt64.max)
         self.config = config
         self.outputs = outputs
         self.ledger = ledger
@@ -137,7 +142,7 @@ final class SendStage {
             let provider = try endpoint()
             let client = ProviderClient(endpoint: provider.url, token: provider.token, auth: config.send.auth,
                                         timeout: config.send.timeout, concurrency: config.send.concurrency)
-            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop)
+            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop, seed: seed)
             latency = try await sender.checkCredentials()
             self.client = client
             self.sender = sender

@@ -81,17 +81,25 @@ final class Sender: Sendable {
     /// Raised: no new request starts.
     let stop: StopSignal
 
+    /// Time for the rate limits and backoff (a virtual clock in tests).
+    let time: any MonotonicClock
+    /// The backoff jitter: seeded, so a test's retries are the same every run.
+    private let jitter: Mutex<SplitMix64>
+
     init(config: SendConfig, jobID: String, client: ProviderClient, ledger: (any Ledger)? = nil, clock: Int64 = 0,
-         progress: SendProgress = SendProgress(), stop: StopSignal = .process) {
+         progress: SendProgress = SendProgress(), stop: StopSignal = .process, time: any MonotonicClock = RealClock(),
+         seed: UInt64 = UInt64.random(in: 0...UInt64.max)) {
         self.progress = progress
         self.stop = stop
+        self.time = time
+        jitter = Mutex(SplitMix64(seed: seed))
         self.config = config
         self.jobID = jobID
         self.client = client
         self.ledger = ledger
         self.clock = clock
-        limiter = RateLimiter(perMinute: config.requestsPerMinute)
-        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute)
+        limiter = RateLimiter(perMinute: config.requestsPerMinute, clock: time)
+        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute, clock: time)
     }
 
     /// Checks the token before anything is sent.
@@ -479,8 +487,8 @@ final class Sender: Sendable {
     /// the provider's Retry-After when it gives one.
     private func backoff(attempt: Int, retryAfter: Double?) async {
         let cap = min(30.0, 0.25 * pow(2.0, Double(attempt - 1)))
-        let wait = retryAfter ?? Double.random(in: cap / 2...cap)
-        try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+        let wait = retryAfter ?? jitter.withLock { Double.random(in: cap / 2...cap, using: &$0) }
+        await time.sleep(seconds: wait)
     }
 
     // MARK: - Result files
