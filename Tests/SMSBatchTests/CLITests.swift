@@ -43,7 +43,7 @@ func smsbatch(_ args: [String], cwd: String, env extra: [String: String] = [:], 
 
 private let good = "recipient,sender,message\n9876543210,MOBTXT,Hello\n9876543211,MOBTXT,Hello\n"
 
-@Suite("CLI: commands, outputs and exit codes of SPEC §9")
+@Suite("CLI: commands, outputs and exit codes of SPEC §9", .tags(.process), .notInFastRuns)
 struct CLITests {
     @Test("a good file exits 0 and prints the plan; --json prints summary.json instead")
     func success() throws {

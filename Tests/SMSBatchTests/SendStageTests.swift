@@ -36,7 +36,7 @@ private func allFiles(_ dir: String) -> [String] {
     (FileManager.default.enumerator(atPath: dir)?.compactMap { $0 as? String } ?? []).sorted()
 }
 
-@Suite("Send stage: what the operator sees while a job sends, and after it stops")
+@Suite("Send stage: what the operator sees while a job sends, and after it stops", .tags(.process), .notInFastRuns)
 struct SendStageTests {
     @Test("SIGINT mid-send: acknowledged at once; the stop line, summary.json and jobs JOB count what the provider accepted; the same command resumes")
     func interrupted() throws {

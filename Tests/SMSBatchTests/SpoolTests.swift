@@ -33,7 +33,7 @@ private func files(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
 }
 
-@Suite("Spool and ledger: repeats, the repetition window, drain, watch, resume", .serialized)
+@Suite("Spool and ledger: repeats, the repetition window, drain, watch, resume", .serialized, .tags(.process), .notInFastRuns)
 struct SpoolTests {
     @Test("the same content again is a repeat: nothing sent, the summary names the first job")
     func repeatFile() async throws {

@@ -4,6 +4,20 @@ internal import CArchive
 @testable import SMSBatch
 @testable import SMSBatchSandbox
 
+extension Tag {
+    /// Tests that run the built binary or a standalone sandbox process, send for seconds, or
+    /// kill processes.
+    @Tag static var process: Self
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Process tests (`.process`) run in `make test`, not in `make test-fast`
+    /// (`SMSBATCH_FAST=1`): this toolchain's `swift test` cannot skip by tag yet.
+    static var notInFastRuns: Self {
+        .enabled(if: ProcessInfo.processInfo.environment["SMSBATCH_FAST"] == nil, "a process test: make test runs it, make test-fast does not")
+    }
+}
+
 /// A fresh temporary folder per test, removed when the test ends.
 final class TempDir {
     let path: String
