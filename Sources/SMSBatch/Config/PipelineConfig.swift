@@ -15,6 +15,9 @@ public struct PipelineConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// Where jobs' outputs go without `--out`: `<watch.root>/outbox` (SPEC §7).
+    public var outbox: String { (watch.root as NSString).appendingPathComponent("outbox") }
+
     /// The ledger path: `state.path`, else `<watch.root>/state.sqlite`.
     public var statePath: String { state.path ?? (watch.root as NSString).appendingPathComponent("state.sqlite") }
 }

@@ -16,7 +16,7 @@ final class JobOutputs: Sendable {
             dir = outDir
             outbox = nil
         } else {
-            let box = (config.watch.root as NSString).appendingPathComponent("outbox")
+            let box = config.outbox
             outbox = box
             dir = (box as NSString).appendingPathComponent(".staging-\(getpid())-\(UUID().uuidString.prefix(8))")
         }

@@ -43,8 +43,6 @@ public final class JobRunner {
 
     var now: Int64 { options.now ?? Int64(Date().timeIntervalSince1970) }
 
-    var outbox: String { (config.watch.root as NSString).appendingPathComponent("outbox") }
-
     /// The ledger of this run, opened on first use.
     func openLedger() throws(RunError) -> any Ledger {
         if let ledger { return ledger }
@@ -67,7 +65,7 @@ public final class JobRunner {
         guard let sha = FileDigest.sha256(path: path) else {
             throw .input(InputError(path: path, reason: "cannot read: \(String(cString: strerror(errno)))"))
         }
-        let admission = Admission(ledger: ledger, outbox: outbox, force: options.force, now: now)
+        let admission = Admission(ledger: ledger, outbox: config.outbox, force: options.force, now: now)
         switch try await admission.admit(path: path, sha: sha, snapshot: snapshot, outDir: outDir) {
         case .repeatOf(let previous, let id, let clock, let dir):
             var summary = JobSummary.repeatOf(previous.id, job: id, path: path, sha: sha, clock: clock)
