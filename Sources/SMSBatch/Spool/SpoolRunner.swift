@@ -125,7 +125,7 @@ public final class SpoolRunner {
             switch error {
             case .input, .configuredFile, .setting:
                 spool.finish(path, failedReason: .object([
-                    ("file", .string(name)), ("status", .string("failed")), ("detail", .string(error.description)),
+                    ("file", .string(name)), ("status", .string(JobStatus.failed.rawValue)), ("detail", .string(error.description)),
                     ("exit_code", .int(Int(error.exitStatus.rawValue))),
                 ]))
             case .busy, .ledger, .report:
