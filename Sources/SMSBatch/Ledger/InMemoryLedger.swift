@@ -110,14 +110,7 @@ public final class InMemoryLedger: Ledger {
                 batches[r.batch, default: SendCounts()].requests += 1
                 if !r.answered { batches[r.batch, default: SendCounts()].inDoubt += r.rows.count }
             }
-            var total = SendCounts()
-            for b in batches.values {
-                total.requests += b.requests
-                total.submitted += b.submitted
-                total.failed += b.failed
-                total.inDoubt += b.inDoubt
-            }
-            return (total, batches)
+            return (SendCounts(sum: batches.values), batches)
         }
     }
 

@@ -125,6 +125,16 @@ public struct SendCounts: Sendable, Equatable {
     /// process runs the job, in doubt until looked up.
     public var inDoubt = 0
     public init() {}
+
+    /// The sum of several batches' counts.
+    public init<S: Sequence>(sum parts: S) where S.Element == SendCounts {
+        for b in parts {
+            requests += b.requests
+            submitted += b.submitted
+            failed += b.failed
+            inDoubt += b.inDoubt
+        }
+    }
 }
 
 /// What happened to one row of a request at the provider, as the ledger stores it.

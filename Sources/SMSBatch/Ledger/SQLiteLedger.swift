@@ -307,14 +307,7 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
             batches[batch, default: SendCounts()].requests += r.int(1) ?? 0
             batches[batch, default: SendCounts()].inDoubt += r.int(2) ?? 0
         }
-        var total = SendCounts()
-        for b in batches.values {
-            total.requests += b.requests
-            total.submitted += b.submitted
-            total.failed += b.failed
-            total.inDoubt += b.inDoubt
-        }
-        return (total, batches)
+        return (SendCounts(sum: batches.values), batches)
     }
 
     // MARK: - Requests
@@ -322,8 +315,6 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
     /// Records that a request for these rows of `batch` is about to go out, and returns its
     /// id. Call it before sending: it returns once the intent is committed and fsynced (one
     /// statement, one transaction), so after a crash the rows are in doubt, never unknown.
-    ///
-    /// - Throws: `LedgerError` (SQLITE_CONSTRAINT) when the job is not in the ledger.
     /// `retrying`: rows of the request whose earlier answer was a failure; they count as in
     /// flight again, not as failed, until this request is answered.
     ///
