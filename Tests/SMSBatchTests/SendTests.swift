@@ -14,7 +14,7 @@ final class TestProvider {
     init(_ configure: (inout SandboxOptions) -> Void = { _ in }) throws {
         token = "tok-" + UUID().uuidString
         tokenEnv = "SMSBATCH_TEST_" + UUID().uuidString.replacingOccurrences(of: "-", with: "_")
-        setenv(tokenEnv, token, 1)
+        TestEnvironment.set(tokenEnv, token)
         var options = SandboxOptions(token: token)
         configure(&options)
         server = SandboxServer(options: options)
@@ -23,7 +23,7 @@ final class TestProvider {
 
     deinit {
         server.stop()
-        unsetenv(tokenEnv)
+        TestEnvironment.remove(tokenEnv)
     }
 
     /// A config that sends to this sandbox.
@@ -44,7 +44,7 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     var config = config
     // Each test keeps its spool and ledger in its own folder.
     if config.watch.root == PipelineConfig().watch.root { config.watch.root = dir.file("spool") }
-    var options = RunOptions()
+    var options = RunOptions.inProcess()
     options.now = now
     options.force = force
     options.jitterSeed = 1
@@ -58,7 +58,7 @@ func serverConfig(port: UInt16, path: String = "/api/v2/", tokenEnv: String) -> 
     var config = PipelineConfig()
     config.send.endpoint = "http://127.0.0.1:\(port)\(path)"
     config.send.tokenEnv = tokenEnv
-    setenv(tokenEnv, "whatever", 1)
+    TestEnvironment.set(tokenEnv, "whatever")
     return config
 }
 
@@ -126,7 +126,7 @@ struct SendTests {
     func wrongToken() async throws {
         let dir = TempDir()
         let provider = try TestProvider()
-        setenv(provider.tokenEnv, "not-the-token", 1)
+        TestEnvironment.set(provider.tokenEnv, "not-the-token")
         let (path, _) = try generated(GeneratorOptions(rows: 200, seed: 23), in: dir)
         let out = try await sendJob(path, config: provider.config(), in: dir)
         #expect(out.result.exitStatus == .credentials)
@@ -236,7 +236,7 @@ struct SendTests {
         // The ledger lives in memory across both runs: resume needs nothing more of it.
         let ledger = InMemoryLedger()
         func run() async throws -> JobOutput {
-            var options = RunOptions()
+            var options = RunOptions.inProcess()
             options.now = testNow
             let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger)
             return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
@@ -245,7 +245,7 @@ struct SendTests {
         #expect(first.summary.status == .partial)
         let submitted = first.summary.submitted
         #expect(submitted > 0 && first.summary.failed > 0)
-        setenv(provider.tokenEnv, "not-the-token", 1)
+        TestEnvironment.set(provider.tokenEnv, "not-the-token")
         let second = try await run()
         #expect(second.result.exitStatus == .credentials)
         #expect(second.summary.submitted == submitted)
@@ -264,7 +264,7 @@ struct SendTests {
         config.send.nodesPerRequest = 100
         let out = dir.file("out")
         func run(_ config: PipelineConfig) async throws -> JobOutput {
-            var options = RunOptions()
+            var options = RunOptions.inProcess()
             options.now = testNow
             let runner = JobRunner(config: config, options: options, progress: SilentProgress())
             return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)
@@ -302,7 +302,7 @@ struct SendTests {
         let ledger = InMemoryLedger()
         let out = dir.file("out")
         func run(_ stop: StopSignal) async throws -> JobOutput {
-            var options = RunOptions()
+            var options = RunOptions.inProcess()
             options.now = testNow
             let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger, stop: stop)
             return JobOutput(result: try await runner.run(path: path, outDir: out), dir: out)

@@ -11,6 +11,10 @@ public struct RunOptions: Sendable {
     public var force = false
     /// Seed of the backoff jitter; nil draws one (tests fix it, so retries repeat exactly).
     public var jitterSeed: UInt64?
+    /// Where the access token is looked up (SPEC §3); nil: the process's environment.
+    /// In-process tests give their own, because changing the process's environment while
+    /// other threads read it (libcurl reads proxy variables) can crash.
+    public var environment: [String: String]?
     public init() {}
 }
 

@@ -16,9 +16,9 @@ public struct ProviderEndpoint {
 
     /// The configured endpoint with the token from the environment, or the built-in sandbox
     /// (SPEC §8) the caller provides.
-    static func resolve(_ send: SendConfig, sandbox: BuiltInSandbox?) throws(SendError) -> ProviderEndpoint {
+    static func resolve(_ send: SendConfig, sandbox: BuiltInSandbox?, environment: [String: String]) throws(SendError) -> ProviderEndpoint {
         let name = name(of: send.endpoint)
-        let token = ProcessInfo.processInfo.environment[send.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
+        let token = environment[send.tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
         guard send.endpoint == "sandbox" else {
             guard let token else { throw .missingToken(send.tokenEnv) }
             return ProviderEndpoint(url: send.endpoint, token: token, name: name)
@@ -83,9 +83,13 @@ final class SendStage {
     /// Seed of the sender's backoff jitter.
     let seed: UInt64
 
+    /// Where the token is looked up.
+    let environment: [String: String]
+
     init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter, stop: StopSignal = .process,
-         seed: UInt64? = nil) {
+         seed: UInt64? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.stop = stop
+        self.environment = environment
         self.seed = seed ?? UInt64.random(in: 0...UInt64.max)
         self.config = config
         self.outputs = outputs
@@ -103,8 +107,8 @@ final class SendStage {
         summary.destination = ProviderEndpoint.name(of: config.send.endpoint)
         var sends = summary.rejectReason == nil
         if sends {
-            await connect(jobID: summary.job, clock: ticket.clock) { [config] () throws(SendError) in
-                try ProviderEndpoint.resolve(config.send, sandbox: sandbox)
+            await connect(jobID: summary.job, clock: ticket.clock) { [config, environment] () throws(SendError) in
+                try ProviderEndpoint.resolve(config.send, sandbox: sandbox, environment: environment)
             }
             if let latency {
                 summary.measuredLatency = latency

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 internal import CArchive
 @testable import SMSBatch
@@ -144,6 +145,25 @@ struct JobOutput {
     func reason(ofRow row: Int) -> String? {
         let t = rejects
         return t.rows.first { $0.first == String(row) }.map { $0[1] }
+    }
+}
+
+/// The environment in-process jobs look their token up in. Tests never change the process's
+/// own environment: `setenv` while another thread's `getenv` runs (libcurl reads the proxy
+/// variables on every request) can crash the whole test run.
+enum TestEnvironment {
+    private static let variables = Mutex<[String: String]>([:])
+    static func set(_ name: String, _ value: String) { variables.withLock { $0[name] = value } }
+    static func remove(_ name: String) { _ = variables.withLock { $0.removeValue(forKey: name) } }
+    static var current: [String: String] { variables.withLock { $0 } }
+}
+
+extension RunOptions {
+    /// Options for a job run inside the test process: its token comes from `TestEnvironment`.
+    static func inProcess() -> RunOptions {
+        var options = RunOptions()
+        options.environment = TestEnvironment.current
+        return options
     }
 }
 
