@@ -25,6 +25,18 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
     public var sendLatencyMs: Int = 0
     /// Seed of the fault PRNG: the same seed gives the same faults in the same request order.
     public var seed: UInt64 = 1
+    /// Seconds from acceptance to a message's final delivery status (SPEC §11).
+    public var dlrDelay: Double = 3
+    /// Share (0…1) of messages whose delivery fails, spread over realistic failure codes.
+    public var dlrFailRate: Double = 0.05
+    /// Share (0…1) of delivery reports pushed twice.
+    public var dlrDupRate: Double = 0
+    /// Where delivery reports are pushed (the customer's webhook); nil: not pushed.
+    public var webhook: String?
+    /// The bearer secret the pushes carry.
+    public var webhookSecret: String = ""
+    /// Seconds between a failed push and its retry (the provider's 30 minutes, shortened).
+    public var webhookRetry: Double = 2
     /// The rate window's clock (tests share a virtual one with the sender).
     package var clock: any MonotonicClock = RealClock()
 
@@ -32,7 +44,7 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
 
     /// The options with the token redacted.
     public var description: String {
-        "SandboxOptions(port: \(port), token: <REDACTED>, rateLimit: \(rateLimit), failRate: \(failRate), dropRate: \(dropRate), latencyMs: \(latencyMs), seed: \(seed))"
+        "SandboxOptions(port: \(port), token: <REDACTED>, rateLimit: \(rateLimit), failRate: \(failRate), dropRate: \(dropRate), latencyMs: \(latencyMs), seed: \(seed), dlrDelay: \(dlrDelay), dlrFailRate: \(dlrFailRate), webhook: \(webhook ?? "none"))"
     }
 }
 
@@ -56,7 +68,7 @@ public final class SandboxServer: Sendable {
         self.http = HTTPServer(port: options.port) { core.handle($0) }
     }
 
-    deinit { http.stop() }
+    deinit { stop() }
 
     /// Starts listening on 127.0.0.1 and returns the bound port.
     /// - Throws: `HTTPServerError` when the port cannot be bound (in use, no permission).
@@ -65,7 +77,10 @@ public final class SandboxServer: Sendable {
 
     /// Stops listening and closes every connection. Accepted messages stay readable
     /// through `accepted`.
-    public func stop() { http.stop() }
+    public func stop() {
+        http.stop()
+        core.pusher?.stop()
+    }
 
     /// The bound port (0 before `start`).
     public var port: UInt16 { http.port }
@@ -103,13 +118,28 @@ final class SandboxCore: Sendable {
     /// Times without an offset are the provider's local time, India (no DST).
     static let providerZone = TimeZone(identifier: "Asia/Kolkata") ?? TimeZone(secondsFromGMT: 19_800)!
 
+    /// Pushes delivery reports when `options.webhook` is set.
+    let pusher: DeliveryPusher?
+
     init(options: SandboxOptions) {
         self.options = options
         self.state = Mutex(SandboxState(seed: options.seed))
+        pusher = options.webhook.map {
+            DeliveryPusher(url: $0, secret: options.webhookSecret, retryAfter: options.webhookRetry, dupRate: options.dlrDupRate,
+                           seed: options.seed, clock: options.clock)
+        }
+        if let pusher {
+            pusher.run { [weak self] index in
+                guard let self else { return nil }
+                return self.state.withLock { s in
+                    self.delivery(of: index, in: s, now: .infinity).map { self.pushPayload(index: index, delivery: $0, in: s) }
+                }
+            }
+        }
     }
 
     enum Endpoint {
-        case authMe, sendJSON, send, status, balance, accepted
+        case authMe, sendJSON, send, status, balance, accepted, delivered
 
         init?(_ path: Substring) {
             switch path {
@@ -119,6 +149,7 @@ final class SandboxCore: Sendable {
             case "sms/status": self = .status
             case "finance/balance": self = .balance
             case "sandbox/accepted": self = .accepted
+            case "sandbox/delivered": self = .delivered
             default: return nil
             }
         }
@@ -173,10 +204,10 @@ final class SandboxCore: Sendable {
 
         // Rate limit, then the fault draw, in arrival order under the lock.
         let now = UInt64(options.clock.now() * 1e9)
-        let limit = endpoint == .accepted ? 0 : options.rateLimit
+        let limit = endpoint == .accepted || endpoint == .delivered ? 0 : options.rateLimit
         let drawFault = endpoint.isSend && (options.failRate > 0 || options.dropRate > 0)
         let (retryAfter, draw): (Int?, UInt64?) = state.withLock { s in
-            if endpoint != .accepted { s.arrivals.append(now) }
+            if endpoint != .accepted && endpoint != .delivered { s.arrivals.append(now) }
             if limit > 0, let wait = s.window.admit(now: now, limit: limit, length: UInt64(options.rateWindowSeconds) * 1_000_000_000) { return (wait, nil) }
             return (nil, drawFault ? s.rng.next() : nil)
         }
@@ -198,6 +229,7 @@ final class SandboxCore: Sendable {
         case .status: action = status(params)
         case .balance: action = balance()
         case .accepted: action = acceptedSummary()
+        case .delivered: action = deliveredSummary()
         }
         if case .drop = fault { return .drop }
         return action
@@ -317,7 +349,8 @@ final class SandboxCore: Sendable {
         // An unparseable mobile matches nothing (an empty page, not an error).
         let normalised = mobile.map { SandboxCore.normaliseMobile($0) ?? "" }
 
-        struct Row { var message: StoredMessage; var group: StoredGroup }
+        struct Row { var message: StoredMessage; var group: StoredGroup; var delivery: SandboxDelivery? }
+        let now = options.clock.now()
         let (total, rows): (Int, [Row]) = state.withLock { s in
             s.catchUp()
             var hits: [Int]
@@ -343,7 +376,7 @@ final class SandboxCore: Sendable {
             let from = (page - 1) * perPage
             guard from < hits.count else { return (hits.count, []) }
             let rows = hits[from..<min(hits.count, from + perPage)].map { k in
-                Row(message: s.messages[k], group: s.groups[Int(s.messages[k].group)])
+                Row(message: s.messages[k], group: s.groups[Int(s.messages[k].group)], delivery: delivery(of: k, in: s, now: now))
             }
             return (hits.count, rows)
         }
@@ -358,10 +391,14 @@ final class SandboxCore: Sendable {
             out.appendJSONString(row.group.id + ":" + String(m.position))
             out.appendASCII(",\"mobile\":")
             out.appendJSONString(m.mobile)
-            out.appendASCII(",\"status\":\"AWAITING-DLR\",\"units\":")
+            out.appendASCII(",\"status\":")
+            out.appendJSONString(row.delivery?.status ?? "AWAITING-DLR")
+            out.appendASCII(",\"units\":")
             out.appendDecimal(Int(m.units))
             out.appendASCII(",\"customid\":")
             out.appendJSONString(m.custom)
+            out.appendASCII(",\"delivered_at\":")
+            if let d = row.delivery { out.appendJSONString(UTCTime.iso(d.at)) } else { out.appendASCII("null") }
             out.appendASCII(",\"group_id\":")
             out.appendJSONString(row.group.id)
             out.appendASCII(",\"submitted_at\":")
@@ -374,16 +411,35 @@ final class SandboxCore: Sendable {
             out.appendJSONString(m.sender)
             out.append(0x7D)
         }
-        out.appendASCII("],\"meta\":{\"page\":")
+        let lastPage = max(1, (total + perPage - 1) / perPage)
+        out.appendASCII("],\"links\":{")
+        for (k, (name, target)) in [("first", 1), ("last", lastPage), ("prev", page - 1), ("next", page + 1)].enumerated() {
+            if k > 0 { out.append(0x2C) }
+            out.appendJSONString(name)
+            out.append(0x3A)
+            if target < 1 || target > lastPage { out.appendASCII("null") } else { out.appendJSONString(statusLink(params, page: target)) }
+        }
+        out.appendASCII("},\"meta\":{\"page\":")
         out.appendDecimal(page)
         out.appendASCII(",\"per_page\":")
         out.appendDecimal(perPage)
         out.appendASCII(",\"total\":")
         out.appendDecimal(total)
         out.appendASCII(",\"last_page\":")
-        out.appendDecimal(max(1, (total + perPage - 1) / perPage))
+        out.appendDecimal(lastPage)
         out.appendASCII("}}")
         return ok(out)
+    }
+
+    /// The query of a page of the same look-up, as `links` gives it (the token left out).
+    private func statusLink(_ params: [String: String], page: Int) -> String {
+        var items = params.filter { $0.key != "page" && $0.key != "access_token" }.sorted { $0.key < $1.key }
+            .map { URLQueryItem(name: $0.key, value: $0.value) }
+        items.append(URLQueryItem(name: "page", value: String(page)))
+        var c = URLComponents()
+        c.path = "/api/v2/sms/status"
+        c.queryItems = items
+        return c.string ?? "/api/v2/sms/status?page=\(page)"
     }
 
     // MARK: - Accepting
@@ -392,12 +448,15 @@ final class SandboxCore: Sendable {
     private func accept(_ batch: [StoredMessage]) -> HTTPAction {
         let groupID = UUID().uuidString.lowercased()
         let now = Int64(Date().timeIntervalSince1970)
+        let acceptedAt = options.clock.now()
         var units = 0
         for m in batch { units += Int(m.units) }
         state.withLock { s in
             let g = Int32(s.groups.count)
             s.groupByID[groupID] = g
-            s.groups.append(StoredGroup(id: groupID, first: s.messages.count, count: batch.count, submittedAt: now))
+            s.groups.append(StoredGroup(id: groupID, first: s.messages.count, count: batch.count, submittedAt: now, acceptedAt: acceptedAt))
+            // Queued under the lock: pushes keep the order of acceptance.
+            pusher?.enqueue(s.messages.count..<(s.messages.count + batch.count), due: acceptedAt + options.dlrDelay)
             for var m in batch {
                 m.group = g
                 s.messages.append(m)

@@ -32,6 +32,9 @@ struct StoredGroup: Sendable {
     var count: Int
     /// UTC seconds.
     var submittedAt: Int64
+    /// When it was accepted on the sandbox's clock: its delivery reports are final
+    /// `dlrDelay` seconds later.
+    var acceptedAt: Double
 }
 
 /// Everything the sandbox remembers.

@@ -21,6 +21,8 @@ public final class InMemoryLedger: Ledger {
         enum State { case inFlight, submitted, failed }
         var state: State
         var messageID: String?
+        var groupID: String?
+        var delivery: RowDelivery?
     }
 
     private struct State {
@@ -34,6 +36,9 @@ public final class InMemoryLedger: Ledger {
         var sent: [(hi: UInt64, lo: UInt64, at: Int64, job: String)] = []
         var deciding = false
         var heldJobs = Set<String>()
+        /// Message id → job and row, for delivery reports.
+        var byMessageID: [String: (job: String, row: Int)] = [:]
+        var unmatched: [(report: DeliveryReport, receivedAt: Int64)] = []
     }
 
     private let state = Mutex(State())
@@ -139,7 +144,8 @@ public final class InMemoryLedger: Ledger {
             for o in outcomes {
                 if s.messages[r.jobID]?[o.row]?.state == .submitted { continue }
                 s.messages[r.jobID, default: [:]][o.row] = Message(batch: r.batch, state: o.submitted ? .submitted : .failed,
-                                                                   messageID: o.messageId.isEmpty ? nil : o.messageId)
+                                                                   messageID: o.messageId.isEmpty ? nil : o.messageId, groupID: o.groupId)
+                if o.submitted && !o.messageId.isEmpty { s.byMessageID[o.messageId] = (r.jobID, o.row) }
             }
             if let sent { for d in sent.digests { s.sent.append((d.hi, d.lo, sent.at, sent.jobID)) } }
             return true
@@ -164,6 +170,78 @@ public final class InMemoryLedger: Ledger {
                 }
             }
             return merged
+        }
+    }
+
+    // MARK: - Delivery reports
+
+    public func recordDeliveries(_ reports: [DeliveryReport], receivedAt: Int64) throws(LedgerError) -> DeliveryRecording {
+        state.withLock { s in
+            var out = DeliveryRecording()
+            for report in reports {
+                guard report.isFinal else { out.notFinal += 1; continue }
+                if !Self.apply(&s, report, into: &out) {
+                    out.unmatched += 1
+                    s.unmatched.append((report, receivedAt))
+                }
+            }
+            return out
+        }
+    }
+
+    public func matchUnmatched() throws(LedgerError) -> DeliveryRecording {
+        state.withLock { s in
+            var out = DeliveryRecording()
+            let waiting = s.unmatched
+            s.unmatched = waiting.filter { !Self.apply(&s, $0.report, into: &out) }
+            return out
+        }
+    }
+
+    public func unmatchedCount() throws(LedgerError) -> Int { state.withLock { $0.unmatched.count } }
+
+    private static func apply(_ s: inout State, _ report: DeliveryReport, into out: inout DeliveryRecording) -> Bool {
+        var found = report.messageId.isEmpty ? nil : s.byMessageID[report.messageId]
+        if found == nil, let (job, row) = report.customRow, s.messages[job]?[row]?.state == .submitted { found = (job, row) }
+        guard let (job, row) = found, let message = s.messages[job]?[row] else { return false }
+        if let earlier = message.delivery {
+            if earlier.status == report.status { out.repeated += 1 } else {
+                out.conflicts.append("\(job):\(row) is \(earlier.status); a later report says \(report.status) (kept \(earlier.status))")
+            }
+            return true
+        }
+        s.messages[job]![row]!.delivery = RowDelivery(status: report.status, at: report.at)
+        out.recorded += 1
+        out.jobs.insert(job)
+        return true
+    }
+
+    public func awaitingDelivery(jobID: String) throws(LedgerError) -> [AwaitingRow] {
+        state.withLock { s in
+            (s.messages[jobID] ?? [:]).filter { $0.value.state == .submitted && $0.value.delivery == nil }.sorted { $0.key < $1.key }
+                .map { AwaitingRow(row: $0.key, messageId: $0.value.messageID, groupId: $0.value.groupID) }
+        }
+    }
+
+    public func deliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] {
+        state.withLock { s in (s.messages[jobID] ?? [:]).compactMapValues(\.delivery) }
+    }
+
+    public func deliveryCounts(jobID: String) throws(LedgerError) -> DeliveryCounts {
+        state.withLock { s in
+            var out = DeliveryCounts()
+            for m in (s.messages[jobID] ?? [:]).values where m.state == .submitted {
+                out.add(batch: m.batch, status: m.delivery?.status ?? DeliveryStatus.awaiting, count: 1)
+            }
+            return out
+        }
+    }
+
+    public func jobsAwaitingDelivery() throws(LedgerError) -> [String] {
+        state.withLock { s in
+            newestFirst(s).reversed().map(\.id).filter { job in
+                (s.messages[job] ?? [:]).values.contains { $0.state == .submitted && $0.delivery == nil }
+            }
         }
     }
 

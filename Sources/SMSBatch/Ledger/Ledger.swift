@@ -146,6 +146,9 @@ public struct RequestOutcome: Sendable, Equatable {
     public var errorCode: String
     public var errorMessage: String
     public var attempts: Int
+    /// The request's group at the provider (`group_id` of the send answer): delivery reports
+    /// are pulled by group. Kept with the row's state, not in the stored answer.
+    public var groupId: String?
 
     public init(row: Int, submitted: Bool, messageId: String, httpStatus: Int?, errorCode: String, errorMessage: String, attempts: Int) {
         (self.row, self.submitted, self.messageId, self.httpStatus) = (row, submitted, messageId, httpStatus)
@@ -199,6 +202,24 @@ public protocol Ledger: AnyObject, Sendable {
     func inDoubtRequests(jobID: String) throws(LedgerError) -> [(id: Int64, batch: Int, rows: [Int])]
     /// Each answered row's last outcome; a submitted row stays submitted.
     func finalOutcomes(jobID: String) throws(LedgerError) -> [Int: RequestOutcome]
+
+    // MARK: Delivery reports (SPEC §11)
+    /// Records final statuses, matched by message id, else by `custom`: a row's first final
+    /// status stays (later different ones are returned as conflicts); reports for no known
+    /// submitted message are kept as unmatched. Durable when it returns.
+    func recordDeliveries(_ reports: [DeliveryReport], receivedAt: Int64) throws(LedgerError) -> DeliveryRecording
+    /// Matches unmatched reports to messages recorded since; those matched leave the table.
+    func matchUnmatched() throws(LedgerError) -> DeliveryRecording
+    /// Reports kept for no known message.
+    func unmatchedCount() throws(LedgerError) -> Int
+    /// The job's submitted rows still without a final status, by row.
+    func awaitingDelivery(jobID: String) throws(LedgerError) -> [AwaitingRow]
+    /// The job's rows with a final status, by row.
+    func deliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery]
+    /// The job's submitted rows by delivery status, in total and per batch.
+    func deliveryCounts(jobID: String) throws(LedgerError) -> DeliveryCounts
+    /// Jobs with submitted rows still without a final status, oldest first.
+    func jobsAwaitingDelivery() throws(LedgerError) -> [String]
 
     // MARK: Sent index
     /// Digests sent at or after `since` by jobs other than `excludingJob`.

@@ -46,6 +46,10 @@ struct SQLiteCursor: ~Copyable {
 
     func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
     func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
+    func string(_ i: Int32) -> String? {
+        guard let text = sqlite3_column_text(statement, i) else { return nil }
+        return String(cString: text)
+    }
 }
 
 /// One SQLite connection through the C API.

@@ -15,8 +15,10 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
     let db: SQLiteDatabase
 
     /// The schema version this build writes; `migrations[v - 1]` takes a database to `v`.
-    static let schemaVersion = 2
-    private static let migrations: [Migration] = [Migration(script: migration1), Migration(script: migration2, backfill: backfillMessages)]
+    static let schemaVersion = 3
+    private static let migrations: [Migration] = [
+        Migration(script: migration1), Migration(script: migration2, backfill: backfillMessages), Migration(script: migration3),
+    ]
 
     /// A schema step: its SQL, then what SQL alone cannot do (decoding stored blobs).
     struct Migration: Sendable {
@@ -127,12 +129,30 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
         CREATE INDEX messages_job_batch ON messages(job_id, batch, state);
         """
 
+    /// Version 3: delivery reports (SPEC §11). Each message keeps its request's group and its
+    /// first final status; reports for no known message wait in `unmatched`.
+    private static let migration3 = """
+        ALTER TABLE messages ADD COLUMN group_id TEXT;
+        ALTER TABLE messages ADD COLUMN dlr_status TEXT;
+        ALTER TABLE messages ADD COLUMN dlr_at INTEGER;
+        ALTER TABLE messages ADD COLUMN dlr_received_at INTEGER;
+        CREATE INDEX messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL;
+        CREATE INDEX messages_awaiting ON messages(job_id, "row") WHERE state = 'submitted' AND dlr_status IS NULL;
+        CREATE TABLE unmatched(
+            id INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            custom TEXT NOT NULL,
+            status TEXT NOT NULL,
+            dlr_at INTEGER,
+            received_at INTEGER NOT NULL);
+        """
+
     /// Fills `messages` from the answers a version-1 ledger already holds.
     private static func backfillMessages(_ db: SQLiteDatabase) throws(SQLiteError) {
         let answered = try db.query(#"SELECT job_id, batch, results FROM requests WHERE state = 'answered' ORDER BY id"#)
         for r in answered {
             guard let outcomes = OutcomeCodec.decode(r.data(2) ?? Data()) else { continue }
-            try upsertMessages(db, jobID: r.string(0) ?? "", batch: r.int(1) ?? 0, outcomes)
+            try upsertMessagesV2(db, jobID: r.string(0) ?? "", batch: r.int(1) ?? 0, outcomes)
         }
         // A failed row sent again by a request still unanswered is in doubt, not failed.
         let unanswered = try db.query(#"SELECT job_id, "rows" FROM requests WHERE state = 'intent'"#)
@@ -372,6 +392,21 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
         for o in outcomes {
             try db.execute(
                 #"""
+                INSERT INTO messages(job_id, "row", batch, state, message_id, group_id) VALUES(?, ?, ?, ?, ?, ?)
+                ON CONFLICT(job_id, "row") DO UPDATE SET state = excluded.state, message_id = excluded.message_id,
+                    group_id = excluded.group_id
+                WHERE messages.state <> 'submitted'
+                """#,
+                [.text(jobID), .integer(Int64(o.row)), .integer(Int64(batch)), .text(o.submitted ? "submitted" : "failed"),
+                 o.messageId.isEmpty ? .null : .text(o.messageId), o.groupId.map { .text($0) } ?? .null])
+        }
+    }
+
+    /// `upsertMessages` for the version-2 migration's backfill, before `group_id` exists.
+    private static func upsertMessagesV2(_ db: SQLiteDatabase, jobID: String, batch: Int, _ outcomes: [RequestOutcome]) throws(SQLiteError) {
+        for o in outcomes {
+            try db.execute(
+                #"""
                 INSERT INTO messages(job_id, "row", batch, state, message_id) VALUES(?, ?, ?, ?, ?)
                 ON CONFLICT(job_id, "row") DO UPDATE SET state = excluded.state, message_id = excluded.message_id
                 WHERE messages.state <> 'submitted'
@@ -472,7 +507,7 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
     /// Untyped `throws` because Swift 6 closures do not infer a typed one; only
     /// `SQLiteDatabase` calls run inside, so the last catch is never taken.
     @discardableResult
-    private func wrap<T>(_ body: () throws -> T) throws(LedgerError) -> T {
+    func wrap<T>(_ body: () throws -> T) throws(LedgerError) -> T {
         do {
             return try body()
         } catch let error as SQLiteError {

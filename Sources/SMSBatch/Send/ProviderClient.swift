@@ -3,10 +3,10 @@ import Synchronization
 internal import CCurl
 
 /// An HTTP answer from the provider.
-struct HTTPReply: Sendable {
-    let status: Int
-    let retryAfter: Double?
-    let body: Data
+package struct HTTPReply: Sendable {
+    package let status: Int
+    package let retryAfter: Double?
+    package let body: Data
 
     /// The body as a JSON object, nil when it is not one (an HTML login page, say).
     var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] }
@@ -73,14 +73,14 @@ struct HTTPReply: Sendable {
 }
 
 /// Why no answer came back. `inDoubt` failures may have reached the provider.
-struct TransportFailure: Error, Sendable {
-    enum Kind: Sendable {
+package struct TransportFailure: Error, Sendable {
+    package enum Kind: Sendable {
         case timeout, connectionLost, notConnected
         /// Ended by `ProviderClient.abortInFlight()` while in flight.
         case aborted
     }
-    let kind: Kind
-    let message: String
+    package let kind: Kind
+    package let message: String
     /// Only `notConnected` (the connection was never made) is certain not to have reached
     /// the provider.
     var inDoubt: Bool { kind != .notConnected }
@@ -102,7 +102,7 @@ struct TransportFailure: Error, Sendable {
 /// The token is added to each request and never appears in an error message: messages are
 /// built from curl's result code and the endpoint's host and port, never from URLs or curl's
 /// error text (with `auth: query` the token is in the URL).
-final class ProviderClient: Sendable {
+package final class ProviderClient: Sendable {
     private let base: URL
     private let token: String
     private let auth: AuthPlacement
@@ -112,7 +112,7 @@ final class ProviderClient: Sendable {
     private let port: Int
     private let loop: CurlLoop
 
-    init(endpoint: String, token: String, auth: AuthPlacement, timeout: Int, concurrency: Int) {
+    package init(endpoint: String, token: String, auth: AuthPlacement, timeout: Int, concurrency: Int) {
         base = URL(string: endpoint)!
         self.token = token
         self.auth = auth
@@ -149,6 +149,12 @@ final class ProviderClient: Sendable {
 
     func get(_ path: String, query: [(String, String)] = []) async -> Result<HTTPReply, TransportFailure> {
         await perform(url(path, query: query), headers: commonHeaders, post: nil)
+    }
+
+    /// POSTs `body` to the endpoint itself (a webhook URL), not to a path under it.
+    package func postJSON(body: Data) async -> Result<HTTPReply, TransportFailure> {
+        let headers = commonHeaders + ["Content-Type: application/json", "Connection: close", "Expect:"]
+        return await perform(base, headers: headers, post: body)
     }
 
     func postJSON(_ path: String, body: Data) async -> Result<HTTPReply, TransportFailure> {

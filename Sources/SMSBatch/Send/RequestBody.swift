@@ -71,6 +71,13 @@ enum RequestBody {
         return ids
     }
 
+    /// The request's group id from a send answer (`data.group_id`), nil when it gave none.
+    static func groupID(_ reply: HTTPReply) -> String? {
+        guard let data = reply.json?["data"] as? [String: Any], let group = data["group_id"] else { return nil }
+        let text = "\(group)"
+        return text.isEmpty ? nil : text
+    }
+
     /// The nodes a 422 names: (position in the request's nodes, code, message).
     static func invalidNodes(_ reply: HTTPReply) -> [(Int, String, String)]? {
         guard let errors = reply.json?["errors"] as? [[String: Any]] else { return nil }

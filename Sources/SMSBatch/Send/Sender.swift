@@ -9,6 +9,8 @@ struct RowResult: Sendable {
     var errorCode: RowErrorCode? = nil
     var errorMessage = ""
     var attempts = 0
+    /// The request's group at the provider, when its answer named one.
+    var groupId: String? = nil
 }
 
 extension RowResult {
@@ -346,9 +348,10 @@ final class Sender: Sendable {
                 lastStatus = reply.status
                 if (200..<300).contains(reply.status) && reply.bodySaysOK {
                     let ids = RequestBody.messageIDs(reply)
+                    let group = RequestBody.groupID(reply)
                     for i in pending {
                         if let id = ids[custom(rows[i])] {
-                            settle(i, RowResult(submitted: true, messageId: id, httpStatus: reply.status))
+                            settle(i, RowResult(submitted: true, messageId: id, httpStatus: reply.status, groupId: group))
                         } else {
                             settle(i, RowResult(submitted: false, httpStatus: reply.status, errorCode: .noResult, errorMessage: "the provider returned no result for this row"))
                         }
@@ -407,15 +410,17 @@ final class Sender: Sendable {
     private func record(_ requestID: Int64, _ status: Int?, _ settled: [(QueuedRow, RowResult)]) {
         guard let ledger else { return }
         let outcomes = settled.map { r, o in
-            RequestOutcome(row: r.row, submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
-                           errorCode: o.errorCode?.text ?? "", errorMessage: o.errorMessage, attempts: o.attempts)
+            var outcome = RequestOutcome(row: r.row, submitted: o.submitted, messageId: o.messageId, httpStatus: o.httpStatus,
+                                         errorCode: o.errorCode?.text ?? "", errorMessage: o.errorMessage, attempts: o.attempts)
+            outcome.groupId = o.groupId
+            return outcome
         }
         let digests = settled.filter { $0.1.submitted }.map { (hi: $0.0.digest.high, lo: $0.0.digest.low) }
         do {
             try ledger.recordAnswer(requestID: requestID, httpStatus: status, outcomes: outcomes, sent: (jobID, digests, clock))
-        } catch let error as LedgerError {
+        } catch {
             trouble.withLock { $0 = $0 ?? error }
-        } catch {}
+        }
     }
 
     /// Marks the rows a 422 names as failed with the provider's code and message; returns them.

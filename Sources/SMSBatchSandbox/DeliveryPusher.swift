@@ -1,0 +1,114 @@
+import Foundation
+import SMSBatch
+import Synchronization
+
+/// Pushes the sandbox's delivery reports to a webhook as the provider does (SPEC §11): each
+/// message's report once it is final, with a bearer secret; a push answered by anything but
+/// 200/202 (or not at all) is retried `retries` times `retryAfter` seconds apart, then
+/// dropped; a seeded share of reports is pushed a second time.
+final class DeliveryPusher: Sendable {
+    struct Item: Sendable {
+        var index: Int
+        var due: Double
+        var attempt = 0
+        var duplicate = false
+    }
+
+    private struct Queue: Sendable {
+        /// First pushes, due in acceptance order.
+        var fresh: [Item] = []
+        var freshHead = 0
+        /// Retries and duplicates, due in the order they were queued (one fixed interval).
+        var again: [Item] = []
+        var againHead = 0
+        var pushed = 0
+        var failures = 0
+        var stopped = false
+
+        mutating func take(now: Double, limit: Int) -> [Item] {
+            var out: [Item] = []
+            while out.count < limit {
+                if againHead < again.count, again[againHead].due <= now { out.append(again[againHead]); againHead += 1 }
+                else if freshHead < fresh.count, fresh[freshHead].due <= now { out.append(fresh[freshHead]); freshHead += 1 }
+                else { break }
+            }
+            if freshHead > 4096 && freshHead * 2 > fresh.count { fresh.removeFirst(freshHead); freshHead = 0 }
+            if againHead > 4096 && againHead * 2 > again.count { again.removeFirst(againHead); againHead = 0 }
+            return out
+        }
+    }
+
+    static let retries = 3
+    /// Pushes in flight at once.
+    static let concurrency = 8
+
+    private let client: ProviderClient
+    private let retryAfter: Double
+    private let dupRate: Double
+    private let seed: UInt64
+    private let clock: any MonotonicClock
+    private let queue = Mutex(Queue())
+
+    init(url: String, secret: String, retryAfter: Double, dupRate: Double, seed: UInt64, clock: any MonotonicClock) {
+        client = ProviderClient(endpoint: url, token: secret, auth: .header, timeout: 10, concurrency: Self.concurrency)
+        self.retryAfter = retryAfter
+        self.dupRate = dupRate
+        self.seed = seed
+        self.clock = clock
+    }
+
+    /// Successful pushes (duplicates included) and reports dropped after every retry failed.
+    var counts: (pushed: Int, failures: Int) { queue.withLock { ($0.pushed, $0.failures) } }
+
+    /// Queues the reports of messages `indices`, final at `due` (on the sandbox's clock).
+    func enqueue(_ indices: Range<Int>, due: Double) {
+        queue.withLock { q in for k in indices { q.fresh.append(Item(index: k, due: due)) } }
+    }
+
+    func stop() { queue.withLock { $0.stopped = true } }
+
+    /// Pushes until stopped; `payload` builds a message's report.
+    func run(payload: @escaping @Sendable (Int) -> [UInt8]?) {
+        Task.detached { [self] in
+            while true {
+                let (items, stopped) = queue.withLock { q in (q.take(now: clock.now(), limit: Self.concurrency), q.stopped) }
+                if stopped { return }
+                if items.isEmpty { try? await Task.sleep(for: .milliseconds(20)); continue }
+                await withTaskGroup(of: Void.self) { group in
+                    for item in items {
+                        group.addTask { await self.push(item, payload: payload) }
+                    }
+                }
+            }
+        }
+    }
+
+    private func push(_ item: Item, payload: (Int) -> [UInt8]?) async {
+        guard let body = payload(item.index) else { return }
+        let result = await client.postJSON(body: Data(body))
+        let received: Bool
+        if case .success(let reply) = result, reply.status == 200 || reply.status == 202 { received = true } else { received = false }
+        let now = clock.now()
+        queue.withLock { q in
+            if received {
+                q.pushed += 1
+                if !item.duplicate && dupRate > 0 && draw(item.index) < dupRate {
+                    q.again.append(Item(index: item.index, due: now, duplicate: true))
+                }
+            } else if item.attempt < Self.retries {
+                var next = item
+                next.attempt += 1
+                next.due = now + retryAfter
+                q.again.append(next)
+            } else {
+                q.failures += 1
+            }
+        }
+    }
+
+    /// The seeded draw that decides whether message `index`'s report is pushed twice.
+    private func draw(_ index: Int) -> Double {
+        var rng = SplitMix64(seed: seed ^ 0x5DEE_CE66_D1CE_5EED &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9)
+        return Double(rng.next() >> 11) * 0x1p-53
+    }
+}
