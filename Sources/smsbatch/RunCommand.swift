@@ -17,11 +17,17 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print summary.json to stdout instead of the human summary.")
     var json = false
 
+    @Option(help: "After sending, pull delivery reports for up to this long (30s, 2m) and show them.")
+    var waitDlr: String?
+
     @Argument(help: "Recipient files: CSV, or any compressed or archived form of it.")
     var files: [String]
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one FILE") }
+        if let waitDlr, ConfigText.seconds(waitDlr) == nil {
+            throw ValidationError("--wait-dlr: '\(waitDlr)' is not a duration like 30s or 2m")
+        }
     }
 
     func run() async throws {
@@ -34,7 +40,8 @@ struct RunCommand: AsyncParsableCommand {
                 printError("smsbatch: no ./pipeline.yaml: built-in defaults; sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: false))")
             }
         }
-        let runner = JobRunner(config: config, options: options, progress: TerminalProgress(), sandbox: SandboxLauncher())
+        let sandbox = SandboxLauncher()
+        let runner = JobRunner(config: config, options: options, progress: TerminalProgress(), sandbox: sandbox)
         // The plan goes out before sending starts; the outcome when the job ends.
         if !json { runner.onPlan = { say(HumanSummary.plan($0, config: config)) } }
         do { try runner.prepare() } catch {
@@ -54,11 +61,31 @@ struct RunCommand: AsyncParsableCommand {
                     say(HumanSummary.outcome(result.summary))
                 }
                 worst = max(worst, result.exitStatus)
+                if let wait = waitDlr.flatMap({ ConfigText.seconds($0) }), wait > 0, result.summary.submitted > 0, !json {
+                    await waitForDeliveries(result.summary, seconds: wait, config: config, options: options, sandbox: sandbox)
+                }
             } catch {
                 report(error)
                 worst = max(worst, error.exitStatus)
             }
         }
         if worst != .ok { throw ExitCode(worst.rawValue) }
+    }
+
+    /// `--wait-dlr`: pulls the job's delivery reports until all are final or time is up.
+    private func waitForDeliveries(_ summary: JobSummary, seconds: Int, config: PipelineConfig, options: RunOptions,
+                                   sandbox: SandboxLauncher) async {
+        do {
+            let ledger = try LedgerStore.open(config)
+            let puller = try DeliveryPuller.make(config: config, ledger: ledger, options: options, progress: TerminalProgress(), sandbox: sandbox)
+            printError("smsbatch: waiting up to \(seconds) s for delivery reports of \(summary.job)")
+            let now = options.now ?? Int64(Date().timeIntervalSince1970)
+            _ = try await puller.pullUntilFinal(jobID: summary.job, timeout: Double(seconds), now: now)
+            say("delivery: " + HumanSummary.deliveryLine(job: summary.job, try ledger.deliveryCounts(jobID: summary.job)))
+        } catch let error as SendError {
+            report(CommandError(subject: summary.job, problem: "delivery reports not pulled: \(error.message)", exitStatus: error.exitStatus))
+        } catch {
+            report(CommandError(subject: summary.job, problem: "delivery reports not pulled: \(error)", exitStatus: .ioError))
+        }
     }
 }

@@ -58,6 +58,7 @@ public enum ConfigLoader {
             case "watch": c.watch = try watch(v)
             case "state": c.state = try state(v)
             case "output": c.output = try output(v)
+            case "dlr": c.dlr = try dlr(v)
             default: break  // each() refused unknown keys
             }
         }
@@ -66,7 +67,8 @@ public enum ConfigLoader {
 
     /// The keys of each mapping, named as in SPEC §3.
     enum Keys {
-        static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state", "output"]
+        static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state", "output", "dlr"]
+        static let dlr = ["poll_every", "stop_after", "webhook_secret_env", "listen", "port"]
         static let input = ["max_file_bytes", "max_list_bytes", "max_expanded_bytes", "delimiter", "columns"]
         static let validate = ["home_country", "max_invalid_ratio", "max_segments", "optout_list", "products",
                                "default_product", "default_sender", "timezone", "promo_window"]
@@ -299,16 +301,7 @@ public enum ConfigLoader {
         try n.each(Keys.send) { key, v throws(ConfigError) in
             switch key {
             case "endpoint": c.endpoint = try endpoint(v)
-            case "token_env":
-                let name = try v.string()
-                guard let first = name.first, first == "_" || (first.isASCII && first.isLetter),
-                      name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) })
-                else {
-                    // The value is not echoed: it may be the token itself, written in the wrong place.
-                    throw v.error(.outOfRange, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*); "
-                        + "name the variable that holds the token, never the token itself")
-                }
-                c.tokenEnv = name
+            case "token_env": c.tokenEnv = try environmentName(v, "the token")
             case "auth": c.auth = try v.choice([AuthPlacement.header, .query])
             // Any positive rate: the provider raises an account's limits on request.
             case "requests_per_minute":
@@ -364,6 +357,34 @@ public enum ConfigLoader {
             }
         }
         return c
+    }
+
+    static func dlr(_ n: ConfigNode) throws(ConfigError) -> DLRConfig {
+        var c = DLRConfig()
+        try n.each(Keys.dlr) { key, v throws(ConfigError) in
+            switch key {
+            case "poll_every": c.pollEvery = try v.duration(in: 1...Int.max)
+            case "stop_after": c.stopAfter = try v.duration(in: 60...Int.max)
+            case "webhook_secret_env": c.webhookSecretEnv = try environmentName(v, "the bearer secret")
+            case "listen": c.listen = try v.nonEmptyString()
+            case "port": c.port = try v.int(in: 1...65535)
+            default: break
+            }
+        }
+        return c
+    }
+
+    /// The name of an environment variable; the value is never echoed (it may be the secret
+    /// itself, written in the wrong place).
+    static func environmentName(_ v: ConfigNode, _ what: String) throws(ConfigError) -> String {
+        let name = try v.string()
+        guard let first = name.first, first == "_" || (first.isASCII && first.isLetter),
+              name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) })
+        else {
+            throw v.error(.outOfRange, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*); "
+                + "name the variable that holds \(what), never \(what) itself")
+        }
+        return name
     }
 
     static func state(_ n: ConfigNode) throws(ConfigError) -> StateConfig {

@@ -2,10 +2,10 @@ import Foundation
 
 /// Text forms that pipeline.yaml accepts for durations, sizes and times. Pure functions:
 /// nil means "does not parse", the caller names the key.
-enum ConfigText {
+public enum ConfigText {
     /// `0`, `300`, `30s`, `5m`, `1h`, `90d`, or units run together (`1h30m`). A bare number is
     /// seconds. nil for anything else, negatives and overflow.
-    static func seconds(_ text: String) -> Int? {
+    public static func seconds(_ text: String) -> Int? {
         let s = text.trimmingCharacters(in: .whitespaces).lowercased()
         guard !s.isEmpty else { return nil }
         if s.allSatisfy(\.isASCIIDigit) { return Int(s) }

@@ -12,6 +12,7 @@ public struct PipelineConfig: Sendable, Equatable {
     public var watch = WatchConfig()
     public var state = StateConfig()
     public var output = OutputConfig()
+    public var dlr = DLRConfig()
 
     public init() {}
 
@@ -211,6 +212,21 @@ public struct OutputConfig: Sendable, Equatable {
     public var bom = true
     /// Carry the message in batch files and duplicates.csv, after the SPEC's columns.
     public var includeMessage = true
+    public init() {}
+}
+
+/// Delivery reports (SPEC §11): how `watch`/`drain` pull them and what `webhook` accepts.
+public struct DLRConfig: Sendable, Equatable {
+    /// Seconds between pulls by `watch` (and the least age of a job's last pull for `drain`).
+    public var pollEvery = 300
+    /// Seconds after a job's last batch when rows still without a final status are reported
+    /// `EXPIRED-UNKNOWN` and no longer pulled.
+    public var stopAfter = 72 * 3600
+    /// The environment variable holding the bearer secret the provider's pushes must carry.
+    public var webhookSecretEnv = "SMSBATCH_WEBHOOK_SECRET"
+    /// Where `smsbatch webhook` listens (a reverse proxy in front terminates TLS).
+    public var listen = "127.0.0.1"
+    public var port = 8089
     public init() {}
 }
 

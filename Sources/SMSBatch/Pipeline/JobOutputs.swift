@@ -43,10 +43,11 @@ final class JobOutputs: Sendable {
         return file
     }
 
-    /// SPEC §7's batch columns, then the message when `output.include_message`.
+    /// SPEC §7's batch columns, the delivery columns of §11, then the message when
+    /// `output.include_message`.
     var batchHeader: String {
-        "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at"
-            + (format.includeMessage ? ",message\n" : "\n")
+        "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at,"
+            + "dlr_status,dlr_at,dlr_code" + (format.includeMessage ? ",message\n" : "\n")
     }
 
     /// SPEC §7's duplicates.csv columns, then the message when `output.include_message`.

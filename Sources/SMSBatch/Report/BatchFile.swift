@@ -84,6 +84,8 @@ enum BatchRow {
             file.plain(",,")
         }
         file.plain(scheduled)
+        // Delivery columns (SPEC §11): a submitted row awaits its report until one arrives.
+        file.plain(result?.submitted == true ? ",AWAITING-DLR,,pending" : ",,,")
         if let message {
             file.comma()
             file.field(message)

@@ -54,6 +54,16 @@ public enum SendError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+
+    /// The exit status a command ends with when this stops it (SPEC §9).
+    public var exitStatus: ExitStatus {
+        switch self {
+        case .credentialsRefused, .missingToken: .credentials
+        case .unreachable: .unavailable
+        case .wrongEndpoint: .config
+        case .stopped: .ok
+        }
+    }
 }
 
 /// Sends the queued rows batch by batch (SPEC §8) and writes each batch's result file.
