@@ -52,7 +52,7 @@ public final class DeliveryPuller: Sendable {
                             sandbox: BuiltInSandbox?, stop: StopSignal = .process) throws(SendError) -> DeliveryPuller {
         let endpoint = try ProviderEndpoint.resolve(config.send, sandbox: sandbox,
                                                     environment: options.environment ?? ProcessInfo.processInfo.environment)
-        return DeliveryPuller(config: config, ledger: ledger, endpoint: endpoint, progress: progress, stop: stop,
+        return DeliveryPuller(config: config, ledger: ledger, endpoint: endpoint, progress: progress, stop: stop, time: options.time,
                               seed: options.jitterSeed ?? UInt64.random(in: 0...UInt64.max))
     }
 

@@ -15,6 +15,8 @@ public struct RunOptions: Sendable {
     /// In-process tests give their own, because changing the process's environment while
     /// other threads read it (libcurl reads proxy variables) can crash.
     public var environment: [String: String]?
+    /// The clock of the rate limits and backoff (tests give a virtual one).
+    package var time: any MonotonicClock = RealClock()
     public init() {}
 }
 

@@ -87,7 +87,7 @@ public final class JobRunner {
                                              outputs: outputs, progress: progress)
         var stage: SendStage?
         if let ledger = ticket.ledger {
-            let send = SendStage(config: config, outputs: outputs, ledger: ledger, progress: progress, stop: stop, seed: options.jitterSeed,
+            let send = SendStage(config: config, outputs: outputs, ledger: ledger, progress: progress, stop: stop, seed: options.jitterSeed, time: options.time,
                                  environment: options.environment ?? ProcessInfo.processInfo.environment)
             if try await send.prepare(&summary, ticket: ticket, path: path, sandbox: sandbox) { stage = send }
         }

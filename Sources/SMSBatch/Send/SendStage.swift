@@ -86,9 +86,13 @@ final class SendStage {
     /// Where the token is looked up.
     let environment: [String: String]
 
+    /// The clock of the rate limits and backoff.
+    let time: any MonotonicClock
+
     init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter, stop: StopSignal = .process,
-         seed: UInt64? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+         seed: UInt64? = nil, time: any MonotonicClock = RealClock(), environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.stop = stop
+        self.time = time
         self.environment = environment
         self.seed = seed ?? UInt64.random(in: 0...UInt64.max)
         self.config = config
@@ -146,7 +150,7 @@ final class SendStage {
             let provider = try endpoint()
             let client = ProviderClient(endpoint: provider.url, token: provider.token, auth: config.send.auth,
                                         timeout: config.send.timeout, concurrency: config.send.concurrency)
-            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop, seed: seed)
+            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop, time: time, seed: seed)
             latency = try await sender.checkCredentials()
             self.client = client
             self.sender = sender
