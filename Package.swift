@@ -16,6 +16,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The webhook receiver faces the internet: SwiftNIO's event loops and HTTP/1 parser
+        // (header size limit, no thread per connection) under our own timeouts and limits.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Debian's libcsv-dev ships no pkg-config file: a plain [system] module map.
@@ -45,10 +48,20 @@ let package = Package(
         // The provider simulator (SPEC §8) and its small HTTP server: `smsbatch sandbox`,
         // `endpoint: sandbox` (the CLI starts it for the library) and the tests.
         .target(name: "SMSBatchSandbox", dependencies: ["SMSBatch"], swiftSettings: swiftSettings),
+        // `smsbatch webhook`: receives the provider's pushed delivery reports (SPEC §11).
+        .target(
+            name: "SMSBatchWebhook",
+            dependencies: [
+                "SMSBatch",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "smsbatch",
             dependencies: [
-                "SMSBatch", "SMSBatchSandbox",
+                "SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -58,7 +71,7 @@ let package = Package(
             name: "gen-recipients", dependencies: ["RecipientGenerator"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SMSBatchTests",
-            dependencies: ["SMSBatch", "SMSBatchSandbox", "CArchive", "RecipientGenerator"],
+            dependencies: ["SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook", "CArchive", "RecipientGenerator"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -7,7 +7,7 @@ struct SMSBatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "smsbatch",
         abstract: "Check, dedupe, split and send bulk-messaging campaign files within the provider's limits.",
-        subcommands: [RunCommand.self, DrainCommand.self, WatchCommand.self, DlrCommand.self, SandboxCommand.self, JobsCommand.self])
+        subcommands: [RunCommand.self, DrainCommand.self, WatchCommand.self, DlrCommand.self, WebhookCommand.self, SandboxCommand.self, JobsCommand.self])
 }
 
 /// Options every command shares (SPEC §2).
