@@ -23,6 +23,9 @@ final class DeliveryPusher: Sendable {
         var againHead = 0
         var pushed = 0
         var failures = 0
+        var inFlight = 0
+        /// Pushes that failed and were queued again.
+        var retries = 0
         var stopped = false
 
         mutating func take(now: Double, limit: Int) -> [Item] {
@@ -40,7 +43,7 @@ final class DeliveryPusher: Sendable {
 
     static let retries = 3
     /// Pushes in flight at once.
-    static let concurrency = 8
+    static let concurrency = 32
 
     private let client: ProviderClient
     private let retryAfter: Double
@@ -57,8 +60,11 @@ final class DeliveryPusher: Sendable {
         self.clock = clock
     }
 
-    /// Successful pushes (duplicates included) and reports dropped after every retry failed.
-    var counts: (pushed: Int, failures: Int) { queue.withLock { ($0.pushed, $0.failures) } }
+    /// Successful pushes (duplicates included), reports dropped after every retry failed,
+    /// and pushes still queued (not yet due, or waiting for a retry).
+    var counts: (pushed: Int, failures: Int, queued: Int, retries: Int) {
+        queue.withLock { ($0.pushed, $0.failures, ($0.fresh.count - $0.freshHead) + ($0.again.count - $0.againHead) + $0.inFlight, $0.retries) }
+    }
 
     /// Queues the reports of messages `indices`, final at `due` (on the sandbox's clock).
     func enqueue(_ indices: Range<Int>, due: Double) {
@@ -71,7 +77,11 @@ final class DeliveryPusher: Sendable {
     func run(payload: @escaping @Sendable (Int) -> [UInt8]?) {
         Task.detached { [self] in
             while true {
-                let (items, stopped) = queue.withLock { q in (q.take(now: clock.now(), limit: Self.concurrency), q.stopped) }
+                let (items, stopped) = queue.withLock { q in
+                    let items = q.take(now: clock.now(), limit: Self.concurrency)
+                    q.inFlight += items.count
+                    return (items, q.stopped)
+                }
                 if stopped { return }
                 if items.isEmpty { try? await Task.sleep(for: .milliseconds(20)); continue }
                 await withTaskGroup(of: Void.self) { group in
@@ -90,6 +100,7 @@ final class DeliveryPusher: Sendable {
         if case .success(let reply) = result, reply.status == 200 || reply.status == 202 { received = true } else { received = false }
         let now = clock.now()
         queue.withLock { q in
+            q.inFlight -= 1
             if received {
                 q.pushed += 1
                 if !item.duplicate && dupRate > 0 && draw(item.index) < dupRate {
@@ -100,6 +111,7 @@ final class DeliveryPusher: Sendable {
                 next.attempt += 1
                 next.due = now + retryAfter
                 q.again.append(next)
+                q.retries += 1
             } else {
                 q.failures += 1
             }

@@ -96,7 +96,7 @@ extension SandboxCore {
             for k in s.messages.indices { counts[delivery(of: k, in: s, now: now)?.status ?? "AWAITING-DLR", default: 0] += 1 }
             return counts
         }
-        let (pushed, failures) = pusher?.counts ?? (0, 0)
+        let (pushed, failures, queued, retries) = pusher?.counts ?? (0, 0, 0, 0)
         var out: [UInt8] = []
         out.appendASCII("{\"counts\":{")
         for (k, status) in counts.keys.sorted().enumerated() {
@@ -109,7 +109,32 @@ extension SandboxCore {
         out.appendDecimal(pushed)
         out.appendASCII(",\"push_failures\":")
         out.appendDecimal(failures)
+        out.appendASCII(",\"push_queue\":")
+        out.appendDecimal(queued)
+        out.appendASCII(",\"push_retries\":")
+        out.appendDecimal(retries)
         out.append(0x7D)
         return .respond(status: 200, headers: [], body: out)
+    }
+}
+
+extension SandboxServer {
+    /// Every accepted message's final status now, by its `custom` (the last message of a
+    /// custom accepted twice): what the tests compare the ledger with.
+    package var finalStatuses: [String: String] {
+        core.finalStatuses()
+    }
+}
+
+extension SandboxCore {
+    func finalStatuses() -> [String: String] {
+        let now = options.clock.now()
+        return state.withLock { s in
+            var out: [String: String] = [:]
+            for k in s.messages.indices {
+                if let d = delivery(of: k, in: s, now: now) { out[s.messages[k].custom] = d.status }
+            }
+            return out
+        }
     }
 }

@@ -58,7 +58,7 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
 public final class SandboxServer: Sendable {
     /// The options it was made with.
     public let options: SandboxOptions
-    private let core: SandboxCore
+    let core: SandboxCore
     private let http: HTTPServer
 
     public init(options: SandboxOptions) {

@@ -5,14 +5,15 @@ import Testing
 @testable import SMSBatchSandbox
 
 /// `GET sandbox/delivered` of a sandbox: counts per status, pushes made, pushes dropped.
-func sandboxDelivered(_ endpoint: String, token: String) async throws -> (counts: [String: Int], pushed: Int, pushFailures: Int) {
+func sandboxDelivered(_ endpoint: String, token: String) async throws -> (counts: [String: Int], pushed: Int, pushFailures: Int, pushQueue: Int, pushRetries: Int) {
     let client = ProviderClient(endpoint: endpoint, token: token, auth: .header, timeout: 10, concurrency: 1)
     guard case .success(let reply) = await client.get("sandbox/delivered"), let json = JSONValue.parse(reply.body),
           case .object(let pairs)? = json["counts"]
     else { throw SandboxAnswerError() }
     var counts: [String: Int] = [:]
     for (status, n) in pairs { counts[status] = n.text.flatMap { Int($0) } ?? -1 }
-    return (counts, json["pushed"]?.text.flatMap { Int($0) } ?? -1, json["push_failures"]?.text.flatMap { Int($0) } ?? -1)
+    return (counts, json["pushed"]?.text.flatMap { Int($0) } ?? -1, json["push_failures"]?.text.flatMap { Int($0) } ?? -1,
+            json["push_queue"]?.text.flatMap { Int($0) } ?? -1, json["push_retries"]?.text.flatMap { Int($0) } ?? -1)
 }
 
 struct SandboxAnswerError: Error {}

@@ -20,7 +20,7 @@ extension Trait where Self == ConditionTrait {
 }
 
 /// A fresh temporary folder per test, removed when the test ends.
-final class TempDir {
+final class TempDir: Sendable {
     let path: String
     init() {
         path = NSTemporaryDirectory() + "smsbatch-test-" + UUID().uuidString

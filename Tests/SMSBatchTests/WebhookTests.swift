@@ -1,0 +1,205 @@
+import Foundation
+import RecipientGenerator
+import Testing
+@testable import SMSBatch
+@testable import SMSBatchSandbox
+@testable import SMSBatchWebhook
+
+private let secret = "whsec-" + UUID().uuidString
+
+/// A webhook server in this process on a free port, with an inbox on `ledger`.
+private func webhook(_ ledger: any Ledger, _ configure: (inout WebhookLimits) -> Void = { _ in }) throws -> WebhookServer {
+    var limits = WebhookLimits()
+    configure(&limits)
+    let inbox = DeliveryInbox(ledger: ledger, config: PipelineConfig(), refreshEvery: 0.2)
+    return try WebhookServer(listen: "127.0.0.1", port: 0, secret: secret, inbox: inbox, limits: limits)
+}
+
+/// A POST to the webhook on a fresh connection.
+private func post(_ port: Int, _ body: [UInt8], token: String? = secret, headers: [String] = []) throws -> RawReply? {
+    let c = try RawConnection(port: UInt16(port))
+    var head = "POST /dlr HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n"
+    if let token { head += "Authorization: Bearer \(token)\r\n" }
+    for h in headers { head += h + "\r\n" }
+    c.send(Array((head + "\r\n").utf8) + body)
+    return c.response()
+}
+
+private func report(_ id: String, custom: String = "", status: String = "DELIVRD") -> [UInt8] {
+    Array(#"{"id":"\#(id)","mobile":"919876543210","status":"\#(status)","credits":"1.0000","units":"1","deliv_at":"1795667500","sent_at":"1795667400","submit_at":"1795667400","deliv_time":"2026-11-26 10:01:40","sent_time":"2026-11-26 10:00:00","submit_time":"2026-11-26 10:00:00","cid":"\#(custom)","custom":"\#(custom)",}"#.utf8)
+}
+
+/// A ledger with job `j` whose rows 2–6 were submitted as messages m2…m6.
+private func ledgerWithMessages(_ dir: TempDir) throws -> SQLiteLedger {
+    let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
+    try ledger.createJob(JobRecord(id: "j", input: "j.csv", sha256: "aa", status: .completed, clock: 0, startedAt: 0))
+    let r = try ledger.recordIntent(jobID: "j", batch: 1, rows: Array(2...6))
+    try ledger.recordAnswer(requestID: r, httpStatus: 200, outcomes: (2...6).map {
+        RequestOutcome(row: $0, submitted: true, messageId: "m\($0)", httpStatus: 200, errorCode: "", errorMessage: "", attempts: 1)
+    })
+    return ledger
+}
+
+@Suite("Webhook: pushed delivery reports (SPEC §11)")
+struct WebhookTests {
+    @Test("bad input gets its documented answer and the server stays up: wrong token 401, truncated JSON or NUL bytes 400, 10 MB 413, huge headers 431; duplicates and unknown ids are recorded once or kept")
+    func badInput() throws {
+        let dir = TempDir()
+        let ledger = try ledgerWithMessages(dir)
+        let server = try webhook(ledger)
+        defer { server.stop(); server.inbox.stop() }
+        let port = server.port
+
+        // The provider's own sample: numbers as strings, a trailing comma.
+        #expect(try post(port, report("m2"))?.status == 200)
+        #expect(try ledger.deliveries(jobID: "j")[2] == RowDelivery(status: "DELIVRD", at: 1_795_667_500))
+        // The same push twice: recorded once.
+        #expect(try post(port, report("m2"))?.status == 200)
+        #expect(try post(port, report("m2"), token: "wrong")?.status == 401)
+        #expect(try post(port, report("m3"), token: nil)?.status == 401)
+        #expect(try post(port, Array(report("m3").prefix(40)))?.status == 400)
+        #expect(try post(port, Array(#"{"id":"m3","status":"DELIV\#u{0}RD"}"#.utf8))?.status == 400)
+        #expect(try post(port, [0, 0, 0, 0])?.status == 400)
+        #expect(try post(port, Array(#"{"id":"m3"}"#.utf8))?.status == 400, "no status")
+        let huge = try #require(try post(port, [UInt8](repeating: 0x20, count: 10 << 20)))
+        #expect(huge.status == 413)
+        #expect(try post(port, report("m3"), headers: ["X-Padding: " + String(repeating: "a", count: 40_000)])?.status == 431)
+        // Not ours (another system on the account, or a job not recorded yet): kept.
+        #expect(try post(port, report("elsewhere-1", custom: "other:9"))?.status == 200)
+        // A list, matched by custom.
+        let list = Array("[".utf8) + report("", custom: "j:4", status: "ABSENT-SUB") + Array(",".utf8) + report("m5") + Array("]".utf8)
+        #expect(try post(port, list)?.status == 200)
+        // Still up.
+        #expect(try post(port, report("m3"))?.status == 200)
+
+        let d = try ledger.deliveries(jobID: "j")
+        #expect(d.mapValues(\.status) == [2: "DELIVRD", 3: "DELIVRD", 4: "ABSENT-SUB", 5: "DELIVRD"])
+        #expect(try ledger.unmatchedCount() == 1)
+        let totals = server.inbox.snapshot
+        #expect(totals.recording.recorded == 4)
+        #expect(totals.recording.repeated == 1)
+    }
+
+    @Test("300 clients that send half a request and stall: others are still answered, and the stalled ones are cut off after the header timeout")
+    func slowClients() throws {
+        let dir = TempDir()
+        let ledger = try ledgerWithMessages(dir)
+        let server = try webhook(ledger) { $0.headerTimeout = 0.5; $0.bodyTimeout = 0.5 }
+        defer { server.stop(); server.inbox.stop() }
+        var stalled: [RawConnection] = []
+        for k in 0..<300 {
+            let c = try RawConnection(port: UInt16(server.port))
+            // Half of them stop inside the headers, half inside the body.
+            c.send(k % 2 == 0 ? "POST / HTTP/1.1\r\nHost: x\r\nAuthor" : "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(secret)\r\nContent-Length: 500\r\n\r\n{\"id\":")
+            stalled.append(c)
+        }
+        #expect(try post(server.port, report("m6"))?.status == 200)
+        // Each stalled connection is closed by the server (RawConnection reads for up to 5 s).
+        #expect(stalled.allSatisfy { $0.isClosedByPeer() })
+        #expect(try ledger.deliveries(jobID: "j")[6]?.status == "DELIVRD")
+    }
+
+    @Test("connections beyond the limit are refused with 503; the others are served")
+    func connectionLimit() throws {
+        let dir = TempDir()
+        let ledger = try ledgerWithMessages(dir)
+        let server = try webhook(ledger) { $0.maxConnections = 20 }
+        defer { server.stop(); server.inbox.stop() }
+        var held: [RawConnection] = []
+        for _ in 0..<20 { held.append(try RawConnection(port: UInt16(server.port))) }
+        // Wait until the server has counted them: each answers a health check.
+        for c in held {
+            c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(c.response()?.status == 200)
+        }
+        #expect(try post(server.port, report("m6"))?.status == 503)
+        held.removeAll()
+        #expect(eventually(timeout: 5) { (try? post(server.port, report("m6")))??.status == 200 })
+    }
+}
+
+/// Each row's recorded status against the sandbox's own for the same custom: the rows that
+/// differ or have none, by custom.
+private func mismatches(_ ledger: any Ledger, job: String, _ sandbox: SandboxServer) throws -> [String] {
+    let expected = sandbox.finalStatuses.filter { $0.key.hasPrefix(job + ":") }
+    let recorded = try ledger.deliveries(jobID: job)
+    var bad: [String] = []
+    for (custom, status) in expected {
+        let row = Int(custom.split(separator: ":").last ?? "") ?? -1
+        if recorded[row]?.status != status { bad.append(custom) }
+    }
+    if recorded.count != expected.count { bad.append("\(recorded.count) recorded, \(expected.count) expected") }
+    return bad
+}
+
+@Suite("Webhook process: pushes under kills, pushes and pulls together", .tags(.process), .notInFastRuns)
+struct WebhookProcessTests {
+    @Test("the receiver SIGKILLed 5 times during a push storm with 10% duplicate pushes: every row's final status is the sandbox's; then push and pull together on a second job: the same")
+    func killsDuringPushStorm() async throws {
+        let dir = TempDir()
+        let port = try closedPort()
+        dir.write("pipeline.yaml", "state:\n  path: \(dir.file("state.sqlite"))\ndlr:\n  webhook_secret_env: WH_SECRET\n")
+        func start() throws -> Background {
+            let b = try Background(["webhook", "--port", String(port)], cwd: dir.path, env: ["WH_SECRET": secret])
+            _ = eventually(timeout: 10) { b.stdout.contains("listening") }
+            return b
+        }
+        var receiver = try start()
+        let provider = try TestProvider {
+            $0.dlrDelay = 0.5; $0.dlrDupRate = 0.1; $0.webhook = "http://127.0.0.1:\(port)/dlr"; $0.webhookSecret = secret
+            $0.webhookRetry = 1; $0.seed = 77; $0.rateLimit = 0
+        }
+        let (path, _) = try generated(GeneratorOptions(rows: 20_000, seed: 71, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        config.state.path = dir.file("state.sqlite")
+        config.dedupe.window = 0
+        config.send.requestsPerMinute = 0
+        config.send.statusRequestsPerMinute = 0
+        config.send.nodesPerRequest = 200
+        // Sending in the background: its reports are pushed while it still sends.
+        let first = Task { [config] in try await sendJob(path, config: config, in: dir) }
+        // Kills at seeded moments during the storm; each restart is on the same port.
+        var rng = SplitMix64(seed: 5)
+        for _ in 0..<5 {
+            usleep(UInt32(300_000 + rng.next() % 500_000))
+            receiver.signal(SIGKILL)
+            _ = receiver.wait(timeout: 10)
+            receiver = try start()
+        }
+        let sent = try await first.value
+        #expect(sent.summary.submitted == 20_000)
+        let ledger = try SQLiteLedger(path: config.statePath)
+        func pushesDone() async -> Bool {
+            guard let d = try? await sandboxDelivered(provider.server.endpoint, token: provider.token) else { return false }
+            return d.pushed > 0 && d.pushQueue == 0
+        }
+        var done = false
+        for _ in 0..<600 where !done {
+            done = await pushesDone()
+            if !done { usleep(100_000) }
+        }
+        #expect(done, "the sandbox still has pushes to make")
+        // Every push was answered or retried; none given up.
+        let sandbox = try await sandboxDelivered(provider.server.endpoint, token: provider.token)
+        #expect(sandbox.pushFailures == 0)
+        #expect(sandbox.pushRetries > 0, "the kills made pushes fail, and the provider retried them")
+        #expect(sandbox.pushed > 21_000, "about 10% of the reports were pushed twice")
+        // The receiver matches reports that came before their send was recorded every 10 s.
+        #expect(eventually(timeout: 30) { (try? ledger.awaitingDelivery(jobID: sent.summary.job).isEmpty) == true })
+        #expect(try mismatches(ledger, job: sent.summary.job, provider.server).isEmpty)
+
+        // Push and pull together on a second job (the same file again, forced).
+        let again = Task { [config] in try await sendJob(path, config: config, in: dir, now: testNow + 60, force: true) }
+        let second = try await again.value
+        #expect(second.summary.submitted == 20_000)
+        let pulled = try await puller(provider, config, ledger: ledger).pull(jobIDs: [second.summary.job], now: testNow + 60)
+        #expect(pulled.recording.conflicts.isEmpty)
+        #expect(eventually(timeout: 60) { (try? ledger.awaitingDelivery(jobID: second.summary.job).isEmpty) == true })
+        #expect(try mismatches(ledger, job: second.summary.job, provider.server).isEmpty)
+
+        receiver.signal(SIGTERM)
+        #expect(receiver.wait(timeout: 30) == 0)
+        #expect(receiver.stderr.contains("webhook: stopped"))
+    }
+}
