@@ -21,15 +21,26 @@ public enum DeliveryOutputs {
         guard let dir = job.outputDir, FileManager.default.fileExists(atPath: dir) else { return nil }
         let plan = try ledger.plan(jobID: job.id)
         let expired = now >= deadline(job: job, plan: plan, stopAfter: config.dlr.stopAfter)
-        let deliveries = try ledger.deliveries(jobID: job.id)
         var counts = try ledger.deliveryCounts(jobID: job.id)
         if expired { counts = counts.expired() }
+        // Final statuses never change: the same counts as last time mean the same files.
+        let summaryPath = (dir as NSString).appendingPathComponent("summary.json")
+        let previous = FileManager.default.contents(atPath: summaryPath).flatMap { JSONValue.parse($0) }?["delivery"]
+        let current = json(counts, now: now)
+        if let previous, previous["by_status"] == current["by_status"] { return counts }
+        let deliveries = try ledger.deliveries(jobID: job.id)
+        let failed = deliveries.filter { $0.value.outcome.isFailure }
+        var cells: DeliveryFailedFile.BatchCells = [:]
         let batches = (dir as NSString).appendingPathComponent("batches")
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: batches)) ?? []).sorted()
         where name.hasPrefix("batch-") && name.hasSuffix(".csv") {
-            try rewriteBatch((batches as NSString).appendingPathComponent(name), deliveries: deliveries, expired: expired, bom: config.output.bom)
+            try rewriteBatch((batches as NSString).appendingPathComponent(name), deliveries: deliveries, expired: expired, bom: config.output.bom,
+                             keep: Set(failed.keys), into: &cells)
         }
-        try writeSummary((dir as NSString).appendingPathComponent("summary.json"), counts: counts, now: now)
+        if previous?["failed"] != current["failed"] {
+            try DeliveryFailedFile.write(job: job, failed: failed, fallback: cells, config: config, dir: dir)
+        }
+        try writeSummary(summaryPath, counts: counts, now: now)
         return counts
     }
 
@@ -62,14 +73,18 @@ public enum DeliveryOutputs {
 
     /// Fills the delivery columns of one batch file (added at the end when an older file
     /// has none).
-    static func rewriteBatch(_ path: String, deliveries: [Int: RowDelivery], expired: Bool, bom: Bool) throws(ReportError) {
+    /// `keep`: rows whose cells go into `cells` (for delivery-failed.csv).
+    static func rewriteBatch(_ path: String, deliveries: [Int: RowDelivery], expired: Bool, bom: Bool,
+                             keep: Set<Int> = [], into cells: inout DeliveryFailedFile.BatchCells) throws(ReportError) {
         var file = try OutputFile(path: path)
         if bom { file.plain([0xEF, 0xBB, 0xBF]) }
         var columns: (row: Int, status: Int, dlr: Int)?
+        var named: [String: Int] = [:]
         try CSVRecords.read(path: path) { (fields: [[UInt8]]) throws(ReportError) in
             var fields = fields
             guard let c = columns else {
                 let names = fields.map { String(decoding: $0, as: UTF8.self) }
+                for (i, n) in names.enumerated() { named[n] = named[n] ?? i }
                 let row = names.firstIndex(of: "row") ?? 0
                 let status = names.firstIndex(of: "status") ?? 4
                 var dlr = names.firstIndex(of: "dlr_status") ?? -1
@@ -84,6 +99,10 @@ public enum DeliveryOutputs {
             while fields.count < c.dlr + 3 { fields.append([]) }
             let submitted = c.status < fields.count && fields[c.status] == Array("submitted".utf8)
             if submitted, let row = Int(String(decoding: fields[c.row], as: UTF8.self)) {
+                if keep.contains(row) {
+                    func cell(_ name: String) -> [UInt8]? { named[name].flatMap { $0 < fields.count ? fields[$0] : nil } }
+                    cells[row] = (cell("recipient") ?? [], cell("sender") ?? [], cell("product") ?? [], cell("message"), cell("scheduled_at") ?? [])
+                }
                 let d = deliveries[row]
                 let status = d?.status ?? (expired ? DeliveryStatus.expiredUnknown : DeliveryStatus.awaiting)
                 fields[c.dlr] = Array(status.utf8)

@@ -10,18 +10,35 @@ public struct JobView: Sendable {
     public var submitted: Int, failed: Int, inDoubt: Int
     public var pending: Int { max(0, record.toSend - submitted - failed - inDoubt) }
     public var batches: [Batch] = []
+    /// Submitted rows by delivery status (SPEC §11); rows still pending past `dlr.stop_after`
+    /// show as `EXPIRED-UNKNOWN`.
+    public var delivery = DeliveryCounts()
 
     public struct Batch: Sendable {
         public var plan: BatchRecord
         public var sent: SendCounts
+        public var delivery: [String: Int] = [:]
     }
+
+    var delivered: Int { delivery.outcomes()[.delivered] ?? 0 }
+    var deliveryFailed: Int { Self.failed(delivery.outcomes()) }
+    static func failed(_ o: [DeliveryOutcome: Int]) -> Int { (o[.failed] ?? 0) + (o[.failedOther] ?? 0) }
 
     /// Reads the job's state from the ledger: stored counts for a finished job, counts from
     /// the recorded answers for an unfinished one; with `batches`, every batch's plan and counts.
-    public static func load(_ record: JobRecord, from ledger: any Ledger, batches withBatches: Bool) throws(LedgerError) -> JobView {
+    /// `expiredBy`: `dlr.stop_after` and the time now, to show rows still pending past it as expired.
+    public static func load(_ record: JobRecord, from ledger: any Ledger, batches withBatches: Bool,
+                            expiredBy: (stopAfter: Int, now: Int64)? = nil) throws(LedgerError) -> JobView {
         var status = record.status
         if status.isUnderway && !ledger.isHeld(record.id, outputDir: record.outputDir) { status = .interrupted }
         var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
+        if record.repeatOf == nil {
+            view.delivery = try ledger.deliveryCounts(jobID: record.id)
+            if let (stopAfter, now) = expiredBy,
+               now >= DeliveryOutputs.deadline(job: record, plan: try ledger.plan(jobID: record.id), stopAfter: stopAfter) {
+                view.delivery = view.delivery.expired()
+            }
+        }
         // Counts are live while a job runs or was stopped; a job that ended (partial, failed
         // included) keeps the counts it ended with, which also hold its rows not sent.
         let live = record.status.isUnderway || record.status == .interrupted
@@ -33,7 +50,9 @@ public struct JobView: Sendable {
             view.inDoubt = counts.total.inDoubt
         }
         if withBatches {
-            view.batches = try ledger.plan(jobID: record.id).map { Batch(plan: $0, sent: counts.batches[$0.batch] ?? SendCounts()) }
+            view.batches = try ledger.plan(jobID: record.id).map {
+                Batch(plan: $0, sent: counts.batches[$0.batch] ?? SendCounts(), delivery: view.delivery.batches[$0.batch] ?? [:])
+            }
         }
         return view
     }
@@ -46,7 +65,13 @@ public struct JobView: Sendable {
             ("destination", j.destination.map { .string($0) } ?? .null),
             ("rows", .int(j.rows)), ("valid", .int(j.valid)), ("invalid", .int(j.invalid)), ("duplicates", .int(j.duplicates)),
             ("to_send", .int(j.toSend)), ("submitted", .int(submitted)), ("failed", .int(failed)), ("in_doubt", .int(inDoubt)),
-            ("pending", .int(pending)), ("started_at", .string(UTCTime.iso(j.startedAt))),
+            ("pending", .int(pending)),
+            ("delivery", .object([
+                ("by_status", .object(delivery.total.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+                ("delivered", .int(delivered)), ("failed", .int(deliveryFailed)),
+                ("pending", .int(delivery.outcomes()[.pending] ?? 0)), ("expired_unknown", .int(delivery.outcomes()[.expired] ?? 0)),
+            ])),
+            ("started_at", .string(UTCTime.iso(j.startedAt))),
             ("finished_at", j.finishedAt.map { .string(UTCTime.iso($0)) } ?? .null), ("outputs", j.outputDir.map { .string($0) } ?? .null),
             ("batches", .array(batches.map { b in
                 .object([
@@ -55,6 +80,7 @@ public struct JobView: Sendable {
                     ("submitted", .int(b.sent.submitted)), ("failed", .int(b.sent.failed)), ("in_doubt", .int(b.sent.inDoubt)),
                     ("scheduled_at", b.plan.scheduledAt.map { .string(UTCTime.iso($0)) } ?? .null),
                     ("deferred_rows", .int(b.plan.deferred)),
+                    ("delivery", .object(b.delivery.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
                 ])
             })),
         ])
@@ -66,12 +92,13 @@ public enum JobListing {
     public static func table(_ jobs: [JobView]) -> String {
         if jobs.isEmpty { return "no jobs yet" }
         var table = TextTable([("JOB", .left), ("STATUS", .left), ("ROWS", .right), ("TO_SEND", .right),
-                               ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("STARTED", .left),
-                               ("FINISHED", .left), ("FILE", .left)])
+                               ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("DELIVERED", .right),
+                               ("DLR_FAILED", .right), ("STARTED", .left), ("FINISHED", .left), ("FILE", .left)])
         for v in jobs {
             let j = v.record
             table.add([j.id, j.repeatOf != nil ? "repeat" : v.status.rawValue, grouped(j.rows), grouped(j.toSend),
-                       grouped(v.submitted), grouped(v.failed), grouped(v.inDoubt), UTCTime.iso(j.startedAt),
+                       grouped(v.submitted), grouped(v.failed), grouped(v.inDoubt), grouped(v.delivered), grouped(v.deliveryFailed),
+                       UTCTime.iso(j.startedAt),
                        j.finishedAt.map(UTCTime.iso) ?? "-", j.fileNow ?? j.input])
         }
         return table.rendered
@@ -88,22 +115,39 @@ public enum JobListing {
             "status       \(status)", "sends to     \(j.destination ?? "-")",
             "rows         \(grouped(j.rows)): valid \(grouped(j.valid)), invalid \(grouped(j.invalid)), duplicates \(grouped(j.duplicates)), to send \(grouped(j.toSend))",
             "sent         submitted \(grouped(v.submitted)), failed \(grouped(v.failed)), in doubt \(grouped(v.inDoubt)), pending \(grouped(v.pending))",
+            "delivery     " + deliveryWords(v.delivery.total),
             "started      \(UTCTime.iso(j.startedAt))", "finished     \(j.finishedAt.map(UTCTime.iso) ?? "-")",
             "outputs      \(j.outputDir ?? "-")",
         ]
         if !v.batches.isEmpty {
             var table = TextTable([("BATCH", .right), ("PART", .right), ("ROWS", .right), ("REQUESTS", .right), ("PLANNED", .right),
-                                   ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("SCHEDULED", .left)])
+                                   ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("DELIVERED", .right),
+                                   ("DLR_FAILED", .right), ("DLR_PENDING", .right), ("SCHEDULED", .left)])
             for b in v.batches {
                 let time = b.plan.scheduledAt.map(UTCTime.iso) ?? "at once"
+                let o = v.delivery.outcomes(b.delivery)
                 table.add([String(b.plan.batch), String(b.plan.part), grouped(b.plan.rows), grouped(b.sent.requests),
                            grouped(b.plan.requests), grouped(b.sent.submitted), grouped(b.sent.failed), grouped(b.sent.inDoubt),
+                           grouped(o[.delivered] ?? 0), grouped(JobView.failed(o)), grouped((o[.pending] ?? 0) + (o[.expired] ?? 0)),
                            time + (b.plan.deferred > 0 ? " (\(grouped(b.plan.deferred)) P rows deferred to the promo window)" : "")])
             }
             lines.append("")
             lines.append(table.rendered)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// `delivered 950, failed 50 (ABSENT-SUB 30, …), pending 0`.
+    static func deliveryWords(_ counts: [String: Int]) -> String {
+        if counts.isEmpty { return "-" }
+        var o: [DeliveryOutcome: Int] = [:]
+        for (status, n) in counts { o[DeliveryStatus.outcome(of: status), default: 0] += n }
+        let failures = counts.filter { DeliveryStatus.outcome(of: $0.key).isFailure }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+        var text = "delivered \(grouped(o[.delivered] ?? 0)), failed \(grouped(JobView.failed(o)))"
+        if !failures.isEmpty { text += " (" + failures.map { "\($0.key) \(grouped($0.value))" }.joined(separator: ", ") + ")" }
+        text += ", pending \(grouped(o[.pending] ?? 0))"
+        if let e = o[.expired], e > 0 { text += ", expired-unknown \(grouped(e))" }
+        return text
     }
 
     /// `--json`: one job, or the list.

@@ -12,6 +12,8 @@ public final class SpoolRunner {
 
     /// Raised: no new file is claimed, and the job in progress stops.
     let stop: StopSignal
+    let options: RunOptions
+    let sandbox: BuiltInSandbox?
 
     public init(config: PipelineConfig, options: RunOptions, progress: ProgressReporter, sandbox: BuiltInSandbox? = nil,
                 stop: StopSignal = .process) throws(SpoolError) {
@@ -21,6 +23,8 @@ public final class SpoolRunner {
         spool = try Spool(root: config.watch.root)
         var options = options
         options.outDir = nil
+        self.options = options
+        self.sandbox = sandbox
         runner = JobRunner(config: config, options: options, progress: progress, sandbox: sandbox, stop: stop)
     }
 
@@ -46,7 +50,32 @@ public final class SpoolRunner {
             guard let claimed = spool.claim(c.name) else { continue }
             worst = max(worst, await process(claimed))
         }
+        // Cron's interval is the poll interval: each drain pulls what has arrived.
+        if !stop.requested { await pullDeliveries() }
         return worst
+    }
+
+    /// Pulls delivery reports for every job still awaiting them (SPEC §11) and rewrites their
+    /// result files. A failure is a warning: the next pull asks again.
+    func pullDeliveries() async {
+        guard !options.dryRun else { return }
+        do {
+            let ledger = try runner.openLedger()
+            guard !(try ledger.jobsAwaitingDelivery()).isEmpty else { return }
+            let puller = try DeliveryPuller.make(config: config, ledger: ledger, options: options, progress: progress, sandbox: sandbox, stop: stop)
+            let now = options.now ?? Int64(Date().timeIntervalSince1970)
+            let result = try await puller.pull(now: now)
+            let r = result.recording
+            progress.note("delivery reports", "\(r.recorded) final statuses recorded for \(result.jobs.count) jobs (\(result.requests) lookups)"
+                + (result.expiredJobs.isEmpty ? "" : "; \(result.expiredJobs.count) jobs past dlr.stop_after: rows without a report are EXPIRED-UNKNOWN"))
+            for c in r.conflicts.prefix(10) { progress.warning("delivery reports", c) }
+            for (job, why) in result.failures { progress.warning(job, "delivery reports not pulled: \(why); asked again at the next pull") }
+            if let why = result.credentialsRefused { progress.warning("delivery reports", "not pulled: the provider refused the credentials: \(why)") }
+        } catch let error as SendError {
+            progress.warning("delivery reports", "not pulled: \(error.message)")
+        } catch {
+            progress.warning("delivery reports", "not pulled: \(error)")
+        }
     }
 
     /// Waits until the file has not changed for `watch.settle` (judged by its mtime, then by
@@ -78,8 +107,13 @@ public final class SpoolRunner {
         let watcher = InboxWatcher(spool: spool, settle: Double(config.watch.settle))
         progress.note(spool.inbox, "watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
         var lastOrphanScan = -Double.infinity
+        var lastPull = -Double.infinity
         while !stop.requested {
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+            if now - lastPull >= Double(config.dlr.pollEvery) {
+                lastPull = now
+                await pullDeliveries()
+            }
             if now - lastOrphanScan > 5 {
                 lastOrphanScan = now
                 for file in spool.orphans() where !stop.requested {
