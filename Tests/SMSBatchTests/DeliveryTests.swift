@@ -65,6 +65,20 @@ struct DeliveryPullTests {
         #expect((delivery?["delivered"] as? Int ?? 0) + (delivery?["failed"] as? Int ?? 0) == submitted)
         #expect(delivery?["pending"] as? Int == 0)
 
+        // delivery-failed.csv: the failed rows in the input's own columns, with their cells.
+        let failedFile = CSVTable(path: sent.dir + "/delivery-failed.csv")
+        let input = CSVTable(path: path)
+        #expect(failedFile.header == input.header + ["dlr_status", "dlr_at", "source_row"])
+        let failedRows = deliveries.filter { $0.value.outcome.isFailure }
+        #expect(failedFile.rows.count == failedRows.count)
+        #expect(failedFile.rows.count == delivery?["failed"] as? Int)
+        for r in failedFile.rows.prefix(50) {
+            let row = Int(r.last ?? "") ?? 0
+            // Row n of the file is record n - 1 after the header (no blank lines in generated files).
+            #expect(Array(r.prefix(input.header.count)) == input.rows[row - 2])
+            #expect(r[input.header.count] == failedRows[row]?.status)
+        }
+
         // Again: nothing awaits, nothing is asked, nothing changes.
         let again = try await puller(provider, config, ledger: ledger).pull(now: testNow)
         #expect(again.jobs.isEmpty && again.requests == 0 && again.recording.recorded == 0)
@@ -109,5 +123,68 @@ struct DeliveryPullTests {
         #expect(storm.recording.recorded == 300)
         #expect(storm.requests > 15, "some lookups met a 429 and were asked again")
         #expect(try ledger.jobsAwaitingDelivery().isEmpty)
+    }
+}
+
+@Suite("Delivery reports: expiry, drain, jobs")
+struct DeliveryLifecycleTests {
+    @Test("past dlr.stop_after, rows without a final status are EXPIRED-UNKNOWN in the batch files, summary.json and jobs, never delivered, and are no longer asked for")
+    func expiry() async throws {
+        let dir = TempDir()
+        // Reports take an hour: none is final when the job expires.
+        let provider = try TestProvider { $0.dlrDelay = 3600; $0.rateLimit = 0 }
+        let (path, _) = try generated(GeneratorOptions(rows: 500, seed: 8, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        let sent = try await sendJob(path, config: config, in: dir)
+        let ledger = try SQLiteLedger(path: config.statePath)
+        let record = try #require(try ledger.job(id: sent.summary.job))
+        let deadline = DeliveryOutputs.deadline(job: record, plan: try ledger.plan(jobID: record.id), stopAfter: config.dlr.stopAfter)
+        #expect(deadline - (record.finishedAt ?? 0) == 72 * 3600)
+
+        let before = try await puller(provider, config, ledger: ledger).pull(now: deadline - 1)
+        #expect(before.requests > 0 && before.recording.recorded == 0 && before.expiredJobs.isEmpty)
+        #expect(Set(sent.batchRows.column("dlr_status")) == ["AWAITING-DLR"])
+
+        let after = try await puller(provider, config, ledger: ledger).pull(now: deadline)
+        #expect(after.expiredJobs == [record.id])
+        #expect(after.requests == 0, "an expired job is not asked for")
+        #expect(Set(sent.batchRows.column("dlr_status")) == ["EXPIRED-UNKNOWN"])
+        #expect(Set(sent.batchRows.column("dlr_code")) == ["expired-unknown"])
+        let delivery = sent.summaryJSON["delivery"] as? [String: Any]
+        #expect(delivery?["delivered"] as? Int == 0)
+        #expect(delivery?["expired_unknown"] as? Int == 500)
+        let view = try JobView.load(record, from: ledger, batches: true, expiredBy: (config.dlr.stopAfter, deadline))
+        #expect(view.delivery.total == ["EXPIRED-UNKNOWN": 500])
+        #expect(JobListing.detail(view).contains("delivery     delivered 0, failed 0, pending 0, expired-unknown 500"))
+    }
+
+    @Test("drain sends the inbox, then pulls the reports itself: batch files, summary.json and jobs show delivered and failed")
+    func drainPulls() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.dlrDelay = 0; $0.rateLimit = 0; $0.dlrFailRate = 0.2 }
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        config.watch.settle = 0
+        try FileManager.default.createDirectory(atPath: dir.file("spool/inbox"), withIntermediateDirectories: true)
+        _ = try generated(GeneratorOptions(rows: 1_000, seed: 9, invalidShare: 0, duplicateShare: 0), in: dir, name: "spool/inbox/a.csv")
+        var options = RunOptions.inProcess()
+        options.now = Int64(Date().timeIntervalSince1970)
+        let runner = try SpoolRunner(config: config, options: options, progress: SilentProgress())
+        #expect(try await runner.drain() == .ok)
+        let ledger = try SQLiteLedger(path: config.statePath)
+        let job = try #require(try ledger.jobs().first)
+        #expect(try ledger.awaitingDelivery(jobID: job.id).isEmpty)
+        let counts = try ledger.deliveryCounts(jobID: job.id).outcomes()
+        #expect((counts[.delivered] ?? 0) + (counts[.failed] ?? 0) == 1_000)
+        #expect((counts[.failed] ?? 0) > 100, "about a fifth fail")
+        var summary = JobSummary()
+        summary.job = job.id
+        let out = JobOutput(result: JobResult(summary: summary), dir: try #require(job.outputDir))
+        #expect(out.batchRows.column("dlr_status").filter { $0 == "DELIVRD" }.count == counts[.delivered])
+        #expect(CSVTable(path: out.dir + "/delivery-failed.csv").rows.count == counts[.failed])
+        let table = JobListing.table([try JobView.load(job, from: ledger, batches: false)])
+        #expect(table.contains("DELIVERED") && table.contains("DLR_FAILED"))
+        #expect(table.contains(grouped(counts[.delivered] ?? 0)))
     }
 }
