@@ -51,6 +51,7 @@ struct ConfigTests {
         let sections: [(String, [String])] = [
             ("input", K.input), ("validate", K.validate), ("dedupe", K.dedupe), ("caps", K.caps),
             ("split", K.split), ("send", K.send), ("watch", K.watch), ("state", K.state), ("output", K.output),
+            ("dlr", K.dlr),
         ]
         #expect(sections.map(\.0) == K.sections)
         for (section, keys) in sections {

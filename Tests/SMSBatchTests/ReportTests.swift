@@ -73,7 +73,7 @@ struct ResultFileTests {
         #expect(out.rejects.header == ["row", "reason", "detail", "recipient", "sender", "message", "product"])
     }
 
-    @Test("output.bom: false and output.include_message: false give SPEC §7's exact columns and no BOM")
+    @Test("output.bom: false and output.include_message: false give SPEC §7's exact columns (then §11's delivery columns) and no BOM")
     func plainColumns() async throws {
         let dir = TempDir()
         var config = PipelineConfig()
@@ -81,7 +81,7 @@ struct ResultFileTests {
         config.output.includeMessage = false
         let out = try await runJob(dir.write("a.csv", Self.text), config: config, in: dir)
         let first = String(decoding: bytes(out.dir + "/batches/batch-0001.csv"), as: UTF8.self).split(separator: "\n").first
-        #expect(first == "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at")
+        #expect(first == "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at,dlr_status,dlr_at,dlr_code")
         #expect(String(decoding: bytes(out.dir + "/duplicates.csv"), as: UTF8.self).hasPrefix("row,first_row,reason,recipient,sender\n"))
         #expect(String(decoding: bytes(out.dir + "/rejects.csv"), as: UTF8.self).hasPrefix("row,reason,detail,"))
     }
