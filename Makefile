@@ -6,7 +6,8 @@ BIN = $(SCRATCH)/debug/smsbatch
 DEBS = libcsv-dev libarchive-dev libssl-dev libsqlite3-dev pkg-config zlib1g-dev libcurl4-openssl-dev
 # A fixed clock keeps sample runs reproducible (every-reason.csv row 14 schedules 2027-01-15).
 NOW ?= 2027-01-01T06:30:00Z
-RUN_FLAGS ?= --now $(NOW)
+# The built-in sandbox delivers within seconds and forgets when the run ends: wait for it.
+RUN_FLAGS ?= --now $(NOW) --wait-dlr 15s
 SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wildcard samples/*.*))
 GEN_ROWS ?= 700000
 GEN_SEED ?= 1
