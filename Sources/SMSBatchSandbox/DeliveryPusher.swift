@@ -43,7 +43,7 @@ final class DeliveryPusher: Sendable {
 
     static let retries = 3
     /// Pushes in flight at once.
-    static let concurrency = 32
+    static let concurrency = 64
 
     private let client: ProviderClient
     private let retryAfter: Double
@@ -73,22 +73,29 @@ final class DeliveryPusher: Sendable {
 
     func stop() { queue.withLock { $0.stopped = true } }
 
-    /// Pushes until stopped; `payload` builds a message's report.
+    /// Pushes until stopped, keeping up to `concurrency` pushes in flight; `payload` builds a
+    /// message's report.
     func run(payload: @escaping @Sendable (Int) -> [UInt8]?) {
         Task.detached { [self] in
-            while true {
-                let (items, stopped) = queue.withLock { q in
-                    let items = q.take(now: clock.now(), limit: Self.concurrency)
-                    q.inFlight += items.count
-                    return (items, q.stopped)
-                }
-                if stopped { return }
-                if items.isEmpty { try? await Task.sleep(for: .milliseconds(20)); continue }
-                await withTaskGroup(of: Void.self) { group in
-                    for item in items {
-                        group.addTask { await self.push(item, payload: payload) }
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                while true {
+                    let (items, stopped) = queue.withLock { q in
+                        let items = q.take(now: clock.now(), limit: Self.concurrency - running)
+                        q.inFlight += items.count
+                        return (items, q.stopped)
+                    }
+                    if stopped { break }
+                    for item in items { group.addTask { await self.push(item, payload: payload) } }
+                    running += items.count
+                    if running == Self.concurrency || (items.isEmpty && running > 0) {
+                        await group.next()
+                        running -= 1
+                    } else if items.isEmpty {
+                        try? await Task.sleep(for: .milliseconds(20))
                     }
                 }
+                group.cancelAll()
             }
         }
     }

@@ -66,7 +66,7 @@ struct WebhookCommand: AsyncParsableCommand {
     }
 
     static func describe(_ t: DeliveryInbox.Totals) -> String {
-        "\(t.reports) reports in \(t.requests) requests: \(t.recording.recorded) final statuses recorded, \(t.recording.repeated) already known, "
+        "\(t.reports) reports in \(t.requests) requests, \(t.commits) commits: \(t.recording.recorded) final statuses recorded, \(t.recording.repeated) already known, "
             + "\(t.recording.unmatched) for no known message (kept), \(t.recording.conflicts.count) disagreeing (first kept)"
     }
 }
