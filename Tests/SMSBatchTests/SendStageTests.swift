@@ -22,7 +22,7 @@ private func sendingDir(endpoint: String, send extra: String = "", rows: Int, se
     return (dir, stats)
 }
 
-private func jsonFile(_ path: String) -> [String: Any] {
+func jsonFile(_ path: String) -> [String: Any] {
     let data = FileManager.default.contents(atPath: path) ?? Data()
     return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
 }

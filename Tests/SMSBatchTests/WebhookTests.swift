@@ -206,3 +206,67 @@ struct WebhookProcessTests {
         #expect(receiver.stderr.contains("webhook: stopped"))
     }
 }
+
+@Suite("CLI: dlr, webhook and run --wait-dlr", .tags(.process), .notInFastRuns)
+struct DeliveryCLITests {
+    @Test("webhook without its secret exits 78 naming the variable; dlr with no ledger or an unknown job exits 66")
+    func refusals() throws {
+        let dir = TempDir()
+        let hook = try smsbatch(["webhook", "--port", "0"], cwd: dir.path, env: ["SMSBATCH_WEBHOOK_SECRET": ""])
+        #expect(hook.status == 78)
+        #expect(hook.stderr.contains("SMSBATCH_WEBHOOK_SECRET"))
+        let none = try smsbatch(["dlr"], cwd: dir.path)
+        #expect(none.status == 66)
+        #expect(none.stderr.contains("no ledger"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("spool")), "dlr never creates a ledger")
+    }
+
+    @Test("run --wait-dlr against the built-in sandbox prints the job's delivery and fills its result files")
+    func waitForReports() throws {
+        let dir = TempDir()
+        _ = try generated(GeneratorOptions(rows: 300, seed: 12, invalidShare: 0, duplicateShare: 0), in: dir, name: "a.csv")
+        let r = try smsbatch(["run", "--wait-dlr", "60s", "--out", "out", "a.csv"], cwd: dir.path)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("delivery: "))
+        let summary = jsonFile(dir.file("out/summary.json"))
+        let delivery = summary["delivery"] as? [String: Any]
+        #expect((delivery?["delivered"] as? Int ?? 0) + (delivery?["failed"] as? Int ?? 0) == 300)
+        #expect(delivery?["pending"] as? Int == 0)
+        #expect(!CSVTable(path: dir.file("out/batches/batch-0001.csv")).column("dlr_status").contains("AWAITING-DLR"))
+    }
+
+    @Test("run against a standalone sandbox, then dlr in a later process: every row final, one line per job; again: nothing new")
+    func pullLater() throws {
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--dlr-delay", "0", "--rate-limit", "0"])
+        let dir = TempDir()
+        dir.write("pipeline.yaml", "send:\n  endpoint: \(sandbox.endpoint)\n  requests_per_minute: 100000\n")
+        _ = try generated(GeneratorOptions(rows: 2_000, seed: 13, invalidShare: 0, duplicateShare: 0), in: dir, name: "a.csv")
+        let env = ["SMSBATCH_TOKEN": sandbox.token]
+        #expect(try smsbatch(["run", "--out", "out", "a.csv"], cwd: dir.path, env: env).status == 0)
+        let pulled = try smsbatch(["dlr"], cwd: dir.path, env: env)
+        #expect(pulled.status == 0)
+        #expect(pulled.stdout.contains("delivered "))
+        #expect(pulled.stderr.contains("2000 final statuses recorded now"))
+        let jobs = try smsbatch(["jobs"], cwd: dir.path, env: env)
+        #expect(jobs.stdout.contains("DELIVERED"))
+        let again = try smsbatch(["dlr"], cwd: dir.path, env: env)
+        #expect(again.status == 0)
+        #expect(again.stdout.contains("no job awaits delivery reports"))
+        let unknown = try smsbatch(["dlr", "nosuchjob"], cwd: dir.path, env: env)
+        #expect(unknown.status == 66)
+    }
+
+    @Test("dlr with a token the provider refuses exits 77 and records nothing")
+    func refusedToken() throws {
+        // Reports take an hour: the rows still await theirs when dlr asks.
+        let sandbox = try SandboxProcess(cwd: NSTemporaryDirectory(), ["--dlr-delay", "3600"])
+        let dir = TempDir()
+        dir.write("pipeline.yaml", "send:\n  endpoint: \(sandbox.endpoint)\n")
+        _ = try generated(GeneratorOptions(rows: 50, seed: 14, invalidShare: 0, duplicateShare: 0), in: dir, name: "a.csv")
+        #expect(try smsbatch(["run", "--out", "out", "a.csv"], cwd: dir.path, env: ["SMSBATCH_TOKEN": sandbox.token]).status == 0)
+        let refused = try smsbatch(["dlr"], cwd: dir.path, env: ["SMSBATCH_TOKEN": "wrong"])
+        #expect(refused.status == 77)
+        #expect(refused.stderr.contains("refused the credentials"))
+        #expect(!refused.stderr.contains("wrong"), "the token is never shown")
+    }
+}
