@@ -51,6 +51,14 @@ struct DeliveryLedgerTests {
         #expect(counts.outcomes() == [.delivered: 1, .failed: 1, .pending: 2])
         #expect(counts.expired().total == ["DELIVRD": 1, "ABSENT-SUB": 1, "EXPIRED-UNKNOWN": 2])
         #expect(try ledger.jobsAwaitingDelivery() == ["j"])
+        // What a pull asks for: row 4's group, and row 5 (no group) by itself.
+        let lookups = try ledger.awaitingLookups(jobID: "j")
+        #expect(lookups.groups == ["g1"] && lookups.rows == [5])
+        #expect(try ledger.failedDeliveries(jobID: "j").keys.sorted() == [3])
+        #expect(try ledger.deliveries(jobID: "j", batch: 1).count == 2)
+        #expect(try ledger.deliveries(jobID: "j", batch: 2).isEmpty)
+        // The counters `jobs` reads agree with the rows.
+        #expect(try ledger.finalDeliveryCounts(jobID: "j") == [1: ["DELIVRD": 1, "ABSENT-SUB": 1]])
     }
 
     @Test("a report for no known message is kept as unmatched, and matched once its message is recorded", arguments: LedgerKind.allCases)

@@ -28,12 +28,14 @@ public enum DeliveryOutputs {
         let previous = FileManager.default.contents(atPath: summaryPath).flatMap { JSONValue.parse($0) }?["delivery"]
         let current = json(counts, now: now)
         if let previous, previous["by_status"] == current["by_status"] { return counts }
-        let deliveries = try ledger.deliveries(jobID: job.id)
-        let failed = deliveries.filter { $0.value.outcome.isFailure }
+        // One batch's reports in memory at a time (a batch holds at most split.batch_size rows).
+        let failed = try ledger.failedDeliveries(jobID: job.id)
         var cells: DeliveryFailedFile.BatchCells = [:]
         let batches = (dir as NSString).appendingPathComponent("batches")
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: batches)) ?? []).sorted()
         where name.hasPrefix("batch-") && name.hasSuffix(".csv") {
+            let number = Int(name.dropFirst(6).dropLast(4))
+            let deliveries = try ledger.deliveries(jobID: job.id, batch: number)
             try rewriteBatch((batches as NSString).appendingPathComponent(name), deliveries: deliveries, expired: expired, bom: config.output.bom,
                              keep: Set(failed.keys), into: &cells)
         }

@@ -96,24 +96,15 @@ public final class DeliveryPuller: Sendable {
             total.credentialsRefused = r.credentialsRefused
             total.jobs = r.jobs
             total.expiredJobs = r.expiredJobs
-            if try ledger.awaitingDelivery(jobID: jobID).isEmpty || time.now() - start >= timeout || stop.requested
+            let left = try ledger.awaitingLookups(jobID: jobID)
+            if (left.groups.isEmpty && left.rows.isEmpty) || time.now() - start >= timeout || stop.requested
                 || r.credentialsRefused != nil || !r.failures.isEmpty || !r.expiredJobs.isEmpty { return total }
             await time.sleep(seconds: min(1, max(0, timeout - (time.now() - start))))
         }
     }
 
     private func pullJob(_ id: String, into result: inout Result) async throws {
-        let awaiting = try ledger.awaitingDelivery(jobID: id)
-        var groups: [String] = []
-        var seen = Set<String>()
-        var loose: [Int] = []
-        for row in awaiting {
-            if let g = row.groupId {
-                if seen.insert(g).inserted { groups.append(g) }
-            } else {
-                loose.append(row.row)
-            }
-        }
+        let (groups, loose) = try ledger.awaitingLookups(jobID: id)
         for group in groups {
             if stop.requested { return }
             try await lookUp([("group_id", group)], into: &result)

@@ -223,8 +223,25 @@ public final class InMemoryLedger: Ledger {
         }
     }
 
-    public func deliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] {
-        state.withLock { s in (s.messages[jobID] ?? [:]).compactMapValues(\.delivery) }
+    public func awaitingLookups(jobID: String) throws(LedgerError) -> (groups: [String], rows: [Int]) {
+        let awaiting = try awaitingDelivery(jobID: jobID)
+        return (Array(Set(awaiting.compactMap(\.groupId))).sorted(), awaiting.filter { $0.groupId == nil }.map(\.row))
+    }
+
+    public func deliveries(jobID: String, batch: Int?) throws(LedgerError) -> [Int: RowDelivery] {
+        state.withLock { s in (s.messages[jobID] ?? [:]).filter { batch == nil || $0.value.batch == batch }.compactMapValues(\.delivery) }
+    }
+
+    public func failedDeliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] {
+        try deliveries(jobID: jobID, batch: nil).filter { $0.value.outcome.isFailure }
+    }
+
+    public func finalDeliveryCounts(jobID: String) throws(LedgerError) -> [Int: [String: Int]] {
+        state.withLock { s in
+            var out: [Int: [String: Int]] = [:]
+            for m in (s.messages[jobID] ?? [:]).values { if let d = m.delivery { out[m.batch, default: [:]][d.status, default: 0] += 1 } }
+            return out
+        }
     }
 
     public func deliveryCounts(jobID: String) throws(LedgerError) -> DeliveryCounts {

@@ -214,10 +214,17 @@ public protocol Ledger: AnyObject, Sendable {
     func unmatchedCount() throws(LedgerError) -> Int
     /// The job's submitted rows still without a final status, by row.
     func awaitingDelivery(jobID: String) throws(LedgerError) -> [AwaitingRow]
-    /// The job's rows with a final status, by row.
-    func deliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery]
+    /// What to ask the provider for the job's rows still without a final status: the
+    /// distinct groups of their requests, and the rows whose request named no group.
+    func awaitingLookups(jobID: String) throws(LedgerError) -> (groups: [String], rows: [Int])
+    /// The rows of one batch (every batch when nil) with a final status, by row.
+    func deliveries(jobID: String, batch: Int?) throws(LedgerError) -> [Int: RowDelivery]
+    /// The job's rows whose delivery failed, by row.
+    func failedDeliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery]
     /// The job's submitted rows by delivery status, in total and per batch.
     func deliveryCounts(jobID: String) throws(LedgerError) -> DeliveryCounts
+    /// Final statuses only, per batch: kept as counters, so cheap for `jobs` over many jobs.
+    func finalDeliveryCounts(jobID: String) throws(LedgerError) -> [Int: [String: Int]]
     /// Jobs with submitted rows still without a final status, oldest first.
     func jobsAwaitingDelivery() throws(LedgerError) -> [String]
 
@@ -255,6 +262,8 @@ extension Ledger {
     }
 
     func sentSince(_ since: Int64) throws(LedgerError) -> [(hi: UInt64, lo: UInt64)] { try sentSince(since, excludingJob: "") }
+
+    public func deliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] { try deliveries(jobID: jobID, batch: nil) }
 }
 
 extension FileLock: LedgerLock {}

@@ -47,11 +47,11 @@ extension SQLiteLedger {
                               into out: inout DeliveryRecording) throws(SQLiteError) -> Bool {
         var found: SQLiteRow?
         if !report.messageId.isEmpty {
-            found = try db.query(#"SELECT job_id, "row", dlr_status FROM messages WHERE message_id = ? AND state = 'submitted'"#,
+            found = try db.query(#"SELECT job_id, "row", dlr_status, batch FROM messages WHERE message_id = ? AND state = 'submitted'"#,
                                  [.text(report.messageId)]).first
         }
         if found == nil, let (job, row) = report.customRow {
-            found = try db.query(#"SELECT job_id, "row", dlr_status FROM messages WHERE job_id = ? AND "row" = ? AND state = 'submitted'"#,
+            found = try db.query(#"SELECT job_id, "row", dlr_status, batch FROM messages WHERE job_id = ? AND "row" = ? AND state = 'submitted'"#,
                                  [.text(job), .integer(Int64(row))]).first
         }
         guard let found, let job = found.string(0), let row = found.int64(1) else { return false }
@@ -63,6 +63,8 @@ extension SQLiteLedger {
         }
         try db.execute(#"UPDATE messages SET dlr_status = ?, dlr_at = ?, dlr_received_at = ? WHERE job_id = ? AND "row" = ?"#,
                        [.text(report.status), report.at.map { .integer($0) } ?? .null, .integer(receivedAt), .text(job), .integer(row)])
+        try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1",
+                       [.text(job), .integer(found.int64(3) ?? 0), .text(report.status)])
         out.recorded += 1
         out.jobs.insert(job)
         return true
@@ -76,10 +78,33 @@ extension SQLiteLedger {
         }
     }
 
-    public func deliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] {
+    public func awaitingLookups(jobID: String) throws(LedgerError) -> (groups: [String], rows: [Int]) {
+        try wrap {
+            let groups = try db.query(
+                "SELECT DISTINCT group_id FROM messages WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL AND group_id IS NOT NULL",
+                [.text(jobID)]).compactMap { $0.string(0) }
+            let rows = try db.query(
+                #"SELECT "row" FROM messages WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL AND group_id IS NULL ORDER BY "row""#,
+                [.text(jobID)]).compactMap { $0.int(0) }
+            return (groups.sorted(), rows)
+        }
+    }
+
+    public func deliveries(jobID: String, batch: Int?) throws(LedgerError) -> [Int: RowDelivery] {
+        try collect(#"SELECT "row", dlr_status, dlr_at FROM messages WHERE job_id = ? AND dlr_status IS NOT NULL"#
+            + (batch == nil ? "" : " AND batch = ?"), [.text(jobID)] + (batch.map { [.integer(Int64($0))] } ?? []))
+    }
+
+    /// Every final status but DELIVRD is a failure (EXPIRED-UNKNOWN is never stored).
+    public func failedDeliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] {
+        try collect(#"SELECT "row", dlr_status, dlr_at FROM messages WHERE job_id = ? AND dlr_status IS NOT NULL AND dlr_status <> ?"#,
+                    [.text(jobID), .text(DeliveryStatus.delivered)])
+    }
+
+    private func collect(_ sql: String, _ bindings: [SQLiteValue]) throws(LedgerError) -> [Int: RowDelivery] {
         var out: [Int: RowDelivery] = [:]
         try wrap {
-            try db.forEachRow(#"SELECT "row", dlr_status, dlr_at FROM messages WHERE job_id = ? AND dlr_status IS NOT NULL"#, [.text(jobID)]) { c in
+            try db.forEachRow(sql, bindings) { c in
                 out[Int(c.int64(0))] = RowDelivery(status: c.string(1) ?? "", at: c.isNull(2) ? nil : c.int64(2))
             }
         }
@@ -88,11 +113,27 @@ extension SQLiteLedger {
 
     public func deliveryCounts(jobID: String) throws(LedgerError) -> DeliveryCounts {
         var out = DeliveryCounts()
-        for r in try wrap({
-            try db.query("SELECT batch, dlr_status, COUNT(*) FROM messages WHERE job_id = ? AND state = 'submitted' GROUP BY batch, dlr_status",
-                         [.text(jobID)])
-        }) {
-            out.add(batch: r.int(0) ?? 0, status: r.string(1) ?? DeliveryStatus.awaiting, count: r.int(2) ?? 0)
+        let finals = try finalDeliveryCounts(jobID: jobID)
+        // Submitted rows per batch, from the index on (job_id, batch, state) alone.
+        let submitted = try wrap {
+            try db.query("SELECT batch, COUNT(*) FROM messages WHERE job_id = ? AND state = 'submitted' GROUP BY batch", [.text(jobID)])
+        }
+        for r in submitted {
+            let batch = r.int(0) ?? 0
+            var pending = r.int(1) ?? 0
+            for (status, n) in finals[batch] ?? [:] {
+                out.add(batch: batch, status: status, count: n)
+                pending -= n
+            }
+            if pending > 0 { out.add(batch: batch, status: DeliveryStatus.awaiting, count: pending) }
+        }
+        return out
+    }
+
+    public func finalDeliveryCounts(jobID: String) throws(LedgerError) -> [Int: [String: Int]] {
+        var out: [Int: [String: Int]] = [:]
+        for r in try wrap({ try db.query("SELECT batch, status, n FROM delivery_counts WHERE job_id = ?", [.text(jobID)]) }) {
+            out[r.int(0) ?? 0, default: [:]][r.string(1) ?? "", default: 0] += r.int(2) ?? 0
         }
         return out
     }

@@ -130,7 +130,8 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
         """
 
     /// Version 3: delivery reports (SPEC §11). Each message keeps its request's group and its
-    /// first final status; reports for no known message wait in `unmatched`.
+    /// first final status; `delivery_counts` counts them per job, batch and status (so `jobs`
+    /// reads a few rows, not every message); reports for no known message wait in `unmatched`.
     private static let migration3 = """
         ALTER TABLE messages ADD COLUMN group_id TEXT;
         ALTER TABLE messages ADD COLUMN dlr_status TEXT;
@@ -138,6 +139,12 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
         ALTER TABLE messages ADD COLUMN dlr_received_at INTEGER;
         CREATE INDEX messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL;
         CREATE INDEX messages_awaiting ON messages(job_id, "row") WHERE state = 'submitted' AND dlr_status IS NULL;
+        CREATE TABLE delivery_counts(
+            job_id TEXT NOT NULL,
+            batch INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY(job_id, batch, status)) WITHOUT ROWID;
         CREATE TABLE unmatched(
             id INTEGER PRIMARY KEY,
             message_id TEXT NOT NULL,

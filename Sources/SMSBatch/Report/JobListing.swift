@@ -33,7 +33,17 @@ public struct JobView: Sendable {
         if status.isUnderway && !ledger.isHeld(record.id, outputDir: record.outputDir) { status = .interrupted }
         var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
         if record.repeatOf == nil {
-            view.delivery = try ledger.deliveryCounts(jobID: record.id)
+            if withBatches {
+                view.delivery = try ledger.deliveryCounts(jobID: record.id)
+            } else {
+                // The list: final counts from the ledger's counters, the rest of the submitted
+                // rows awaiting (no scan of the job's messages).
+                var finals = 0
+                for (batch, statuses) in try ledger.finalDeliveryCounts(jobID: record.id) {
+                    for (status, n) in statuses { view.delivery.add(batch: batch, status: status, count: n); finals += n }
+                }
+                if record.submitted > finals { view.delivery.add(batch: 0, status: DeliveryStatus.awaiting, count: record.submitted - finals) }
+            }
             if let (stopAfter, now) = expiredBy,
                now >= DeliveryOutputs.deadline(job: record, plan: try ledger.plan(jobID: record.id), stopAfter: stopAfter) {
                 view.delivery = view.delivery.expired()
