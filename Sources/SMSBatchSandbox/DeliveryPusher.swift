@@ -62,8 +62,8 @@ final class DeliveryPusher: Sendable {
 
     /// Successful pushes (duplicates included), reports dropped after every retry failed,
     /// and pushes still queued (not yet due, or waiting for a retry).
-    var counts: (pushed: Int, failures: Int, queued: Int, retries: Int) {
-        queue.withLock { ($0.pushed, $0.failures, ($0.fresh.count - $0.freshHead) + ($0.again.count - $0.againHead) + $0.inFlight, $0.retries) }
+    var counts: (pushed: Int, failures: Int, queued: Int, retries: Int, inFlight: Int) {
+        queue.withLock { ($0.pushed, $0.failures, ($0.fresh.count - $0.freshHead) + ($0.again.count - $0.againHead) + $0.inFlight, $0.retries, $0.inFlight) }
     }
 
     /// Queues the reports of messages `indices`, final at `due` (on the sandbox's clock).

@@ -96,7 +96,7 @@ extension SandboxCore {
             for k in s.messages.indices { counts[delivery(of: k, in: s, now: now)?.status ?? "AWAITING-DLR", default: 0] += 1 }
             return counts
         }
-        let (pushed, failures, queued, retries) = pusher?.counts ?? (0, 0, 0, 0)
+        let (pushed, failures, queued, retries, _) = pusher?.counts ?? (0, 0, 0, 0, 0)
         var out: [UInt8] = []
         out.appendASCII("{\"counts\":{")
         for (k, status) in counts.keys.sorted().enumerated() {

@@ -10,7 +10,13 @@ enum WebhookPayload {
         case unreadable(String)
     }
 
+    /// The readable reports and why the others were not (a list is recorded in part rather
+    /// than lost whole). Throws when none is readable.
     static func reports(_ body: [UInt8]) throws(Refusal) -> [DeliveryReport] {
+        try read(body).reports
+    }
+
+    static func read(_ body: [UInt8]) throws(Refusal) -> (reports: [DeliveryReport], refused: [String]) {
         guard !body.isEmpty else { throw .unreadable("empty body: expected a JSON delivery report") }
         guard let json = JSONValue.parse(body) else { throw .unreadable("the body is not JSON (truncated, or bytes JSON does not allow)") }
         let items: [JSONValue]
@@ -21,26 +27,27 @@ enum WebhookPayload {
         }
         guard !items.isEmpty else { throw .unreadable("an empty list: no report in it") }
         var out: [DeliveryReport] = []
+        var refused: [String] = []
         for (k, item) in items.enumerated() {
             let at = k == 0 && items.count == 1 ? "" : " (report \(k + 1))"
-            guard case .object = item else { throw .unreadable("expected a JSON object\(at)") }
+            guard case .object = item else { refused.append("expected a JSON object\(at)"); continue }
             guard let status = item["status"]?.text, !status.trimmingCharacters(in: .whitespaces).isEmpty else {
-                throw .unreadable("no status\(at)")
+                refused.append("no status\(at)")
+                continue
             }
             let id = item["id"]?.text ?? ""
             let custom = item["custom"]?.text ?? item["cid"]?.text ?? item["customid"]?.text ?? ""
-            guard !id.isEmpty || !custom.isEmpty else { throw .unreadable("neither id nor custom\(at): nothing to match it by") }
+            guard !id.isEmpty || !custom.isEmpty else { refused.append("neither id nor custom\(at): nothing to match it by"); continue }
             out.append(DeliveryReport(messageId: id, custom: custom, status: status, at: time(item)))
         }
-        return out
+        if out.isEmpty { throw .unreadable(refused.first ?? "no report in it") }
+        return (out, refused)
     }
 
     /// `deliv_at` (unix seconds, as a number or a string), else `deliv_time` in the
     /// provider's local time (India), else nil.
     static func time(_ item: JSONValue) -> Int64? {
-        if let text = item["deliv_at"]?.text, let t = Int64(text.trimmingCharacters(in: .whitespaces)) ?? Double(text).map({ Int64($0) }) {
-            return t
-        }
+        if let text = item["deliv_at"]?.text, let t = DeliveryReport.seconds(text) { return t }
         if let text = item["deliv_time"]?.text { return localTime(text) }
         return nil
     }

@@ -19,6 +19,9 @@ public struct WebhookLimits: Sendable {
     public var bodyTimeout: Double = 30
     /// Connections open at once; more are closed as they come.
     public var maxConnections = 1024
+    /// Connections open at once from one address: one client cannot take every slot
+    /// (the provider pushes from a few addresses, many at a time).
+    public var maxConnectionsPerAddress = 256
     public init() {}
 }
 
@@ -80,6 +83,8 @@ final class SharedState: Sendable {
     let limits: WebhookLimits
     let log: @Sendable (String) -> Void
     let connections = Atomic<Int>(0)
+    /// Open connections by remote address.
+    let perAddress = Mutex<[String: Int]>([:])
 
     init(secret: [UInt8], inbox: DeliveryInbox, limits: WebhookLimits, log: @escaping @Sendable (String) -> Void) {
         self.secret = secret
@@ -116,6 +121,7 @@ final class RequestSizeGuard: ChannelInboundHandler {
     private let shared: SharedState
     private let connection: ConnectionState
     private var counted = false
+    private var address: String?
     private var refused = false
 
     init(shared: SharedState, connection: ConnectionState) {
@@ -126,7 +132,10 @@ final class RequestSizeGuard: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         let open = shared.connections.add(1, ordering: .relaxed).newValue
         counted = true
-        if open > shared.limits.maxConnections {
+        let address = context.remoteAddress?.ipAddress ?? "?"
+        self.address = address
+        let fromThere = shared.perAddress.withLock { $0[address, default: 0] += 1; return $0[address]! }
+        if open > shared.limits.maxConnections || fromThere > shared.limits.maxConnectionsPerAddress {
             refuse(context, "503 Service Unavailable", "too many connections")
             return
         }
@@ -134,7 +143,15 @@ final class RequestSizeGuard: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if counted { shared.connections.subtract(1, ordering: .relaxed) }
+        if counted {
+            shared.connections.subtract(1, ordering: .relaxed)
+            if let address {
+                shared.perAddress.withLock { open in
+                    open[address, default: 1] -= 1
+                    if open[address] == 0 { open[address] = nil }
+                }
+            }
+        }
         counted = false
         context.fireChannelInactive()
     }
@@ -227,7 +244,11 @@ final class WebhookHandler: ChannelInboundHandler {
             guard !answered, let head else { return }
             if head.method == .GET { return answer(context, .ok, "OK", "up", close: false) }
             let reports: [DeliveryReport]
-            do { reports = try WebhookPayload.reports(body) } catch {
+            do {
+                let read = try WebhookPayload.read(body)
+                reports = read.reports
+                for why in read.refused { shared.log("warning: a pushed report was not readable: \(why)") }
+            } catch {
                 guard case .unreadable(let why) = error else { return }
                 return answer(context, .badRequest, "BAD_REQUEST", why, close: false)
             }

@@ -60,8 +60,10 @@ struct WebhookCommand: AsyncParsableCommand {
                 printError("webhook: " + Self.describe(last))
             }
         }
-        server.stop()
+        // The inbox first: requests still waiting are answered (committed, or 503) while the
+        // event loop is alive to write the answers.
         inbox.stop()
+        server.stop()
         printError("webhook: stopped; " + Self.describe(inbox.snapshot))
     }
 

@@ -156,6 +156,14 @@ struct DeliveryLifecycleTests {
         #expect(delivery?["expired_unknown"] as? Int == 500)
         let view = try JobView.load(record, from: ledger, batches: true, expiredBy: (config.dlr.stopAfter, deadline))
         #expect(view.delivery.total == ["EXPIRED-UNKNOWN": 500])
+        // Expired is final: a report arriving later changes nothing and is a conflict; the
+        // job no longer awaits anything.
+        #expect(try ledger.jobsAwaitingDelivery().isEmpty)
+        let late = try ledger.recordDeliveries([DeliveryReport(messageId: "", custom: "\(record.id):2", status: "DELIVRD", at: deadline)],
+                                               receivedAt: deadline + 1)
+        #expect(late.recorded == 0 && late.conflicts.count == 1)
+        #expect(try ledger.deliveries(jobID: record.id)[2]?.status == "EXPIRED-UNKNOWN")
+        #expect(try ledger.finalDeliveryCounts(jobID: record.id).values.reduce(0) { $0 + ($1["EXPIRED-UNKNOWN"] ?? 0) } == 500)
         #expect(JobListing.detail(view).contains("delivery     delivered 0, failed 0, pending 0, expired-unknown 500"))
     }
 
@@ -186,5 +194,26 @@ struct DeliveryLifecycleTests {
         let table = JobListing.table([try JobView.load(job, from: ledger, batches: false)])
         #expect(table.contains("DELIVERED") && table.contains("DLR_FAILED"))
         #expect(table.contains(grouped(counts[.delivered] ?? 0)))
+    }
+}
+
+@Suite("Delivery columns: a batch file rewritten keeps every byte of its other cells")
+struct DeliveryColumnsTests {
+    @Test("spaces around a message, quotes, commas and line breaks survive the rewrite; only the delivery columns change")
+    func rewriteKeepsCells() throws {
+        let dir = TempDir()
+        let header = "row,recipient,sender,product,status,message_id,http_status,error_code,error_message,attempts,segments,encoding,scheduled_at,dlr_status,dlr_at,dlr_code,message\n"
+        let rows = "2,+919876543210,MOBTXT,T,submitted,m2,200,,,1,1,gsm7,,AWAITING-DLR,,pending, Hi there \n"
+            + "3,+919876543211,MOBTXT,T,submitted,m3,200,,,1,1,gsm7,,AWAITING-DLR,,pending,\"a, \"\"b\"\"\nc\"\n"
+            + "4,+919876543212,MOBTXT,T,failed,,422,E,bad,1,1,gsm7,,,,,\tx\t\n"
+        let path = dir.write("batch-0001.csv", header + rows)
+        var cells: DeliveryFailedFile.BatchCells = [:]
+        try DeliveryOutputs.rewriteBatch(path, deliveries: [2: RowDelivery(status: "DELIVRD", at: 1_795_667_500)], expired: false,
+                                         bom: false, keep: [], into: &cells)
+        let text = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+        #expect(text == header
+            + "2,+919876543210,MOBTXT,T,submitted,m2,200,,,1,1,gsm7,,DELIVRD,2026-11-26T04:31:40Z,delivered, Hi there \n"
+            + "3,+919876543211,MOBTXT,T,submitted,m3,200,,,1,1,gsm7,,AWAITING-DLR,,pending,\"a, \"\"b\"\"\nc\"\n"
+            + "4,+919876543212,MOBTXT,T,failed,,422,E,bad,1,1,gsm7,,,,,\tx\t\n")
     }
 }

@@ -32,7 +32,9 @@ private func report(_ id: String, custom: String = "", status: String = "DELIVRD
 /// A ledger with job `j` whose rows 2–6 were submitted as messages m2…m6.
 private func ledgerWithMessages(_ dir: TempDir) throws -> SQLiteLedger {
     let ledger = try SQLiteLedger(path: dir.file("state.sqlite"))
-    try ledger.createJob(JobRecord(id: "j", input: "j.csv", sha256: "aa", status: .completed, clock: 0, startedAt: 0))
+    // Sent now: its reports are not past dlr.stop_after for the inbox's real clock.
+    let now = Int64(Date().timeIntervalSince1970)
+    try ledger.createJob(JobRecord(id: "j", input: "j.csv", sha256: "aa", status: .completed, clock: now, startedAt: now))
     let r = try ledger.recordIntent(jobID: "j", batch: 1, rows: Array(2...6))
     try ledger.recordAnswer(requestID: r, httpStatus: 200, outcomes: (2...6).map {
         RequestOutcome(row: $0, submitted: true, messageId: "m\($0)", httpStatus: 200, errorCode: "", errorMessage: "", attempts: 1)
@@ -47,7 +49,7 @@ struct WebhookTests {
         let dir = TempDir()
         let ledger = try ledgerWithMessages(dir)
         let server = try webhook(ledger)
-        defer { server.stop(); server.inbox.stop() }
+        defer { server.inbox.stop(); server.stop() }
         let port = server.port
 
         // The provider's own sample: numbers as strings, a trailing comma.
@@ -69,14 +71,22 @@ struct WebhookTests {
         // A list, matched by custom.
         let list = Array("[".utf8) + report("", custom: "j:4", status: "ABSENT-SUB") + Array(",".utf8) + report("m5") + Array("]".utf8)
         #expect(try post(port, list)?.status == 200)
+        // A list with one unreadable item: the others are recorded, not lost with it.
+        let mixed = Array("[".utf8) + Array(#"{"id":"m6"}"#.utf8) + Array(",".utf8) + report("m6", status: "UNDELIV") + Array("]".utf8)
+        #expect(try post(port, mixed)?.status == 200)
+        // Times that are no times (NaN, huge, the lowest Int64) are kept as none, not trapped on.
+        for t in ["nan", "1e30", "-9223372036854775808"] {
+            let odd = Array(#"{"id":"zz-\#(t)","status":"DELIVRD","deliv_at":"\#(t)"}"#.utf8)
+            #expect(try post(port, odd)?.status == 200)
+        }
         // Still up.
         #expect(try post(port, report("m3"))?.status == 200)
 
         let d = try ledger.deliveries(jobID: "j")
-        #expect(d.mapValues(\.status) == [2: "DELIVRD", 3: "DELIVRD", 4: "ABSENT-SUB", 5: "DELIVRD"])
-        #expect(try ledger.unmatchedCount() == 1)
+        #expect(d.mapValues(\.status) == [2: "DELIVRD", 3: "DELIVRD", 4: "ABSENT-SUB", 5: "DELIVRD", 6: "UNDELIV"])
+        #expect(try ledger.unmatchedCount() == 4)
         let totals = server.inbox.snapshot
-        #expect(totals.recording.recorded == 4)
+        #expect(totals.recording.recorded == 5)
         #expect(totals.recording.repeated == 1)
     }
 
@@ -84,8 +94,8 @@ struct WebhookTests {
     func slowClients() throws {
         let dir = TempDir()
         let ledger = try ledgerWithMessages(dir)
-        let server = try webhook(ledger) { $0.headerTimeout = 0.5; $0.bodyTimeout = 0.5 }
-        defer { server.stop(); server.inbox.stop() }
+        let server = try webhook(ledger) { $0.headerTimeout = 0.5; $0.bodyTimeout = 0.5; $0.maxConnectionsPerAddress = 1000 }
+        defer { server.inbox.stop(); server.stop() }
         var stalled: [RawConnection] = []
         for k in 0..<300 {
             let c = try RawConnection(port: UInt16(server.port))
@@ -99,12 +109,12 @@ struct WebhookTests {
         #expect(try ledger.deliveries(jobID: "j")[6]?.status == "DELIVRD")
     }
 
-    @Test("connections beyond the limit are refused with 503; the others are served")
+    @Test("connections from one address beyond its limit are refused with 503; the others are served")
     func connectionLimit() throws {
         let dir = TempDir()
         let ledger = try ledgerWithMessages(dir)
-        let server = try webhook(ledger) { $0.maxConnections = 20 }
-        defer { server.stop(); server.inbox.stop() }
+        let server = try webhook(ledger) { $0.maxConnections = 1000; $0.maxConnectionsPerAddress = 20 }
+        defer { server.inbox.stop(); server.stop() }
         var held: [RawConnection] = []
         for _ in 0..<20 { held.append(try RawConnection(port: UInt16(server.port))) }
         // Wait until the server has counted them: each answers a health check.
@@ -147,7 +157,7 @@ struct WebhookProcessTests {
         var receiver = try start()
         let provider = try TestProvider {
             $0.dlrDelay = 0.5; $0.dlrDupRate = 0.1; $0.webhook = "http://127.0.0.1:\(port)/dlr"; $0.webhookSecret = secret
-            $0.webhookRetry = 1; $0.seed = 77; $0.rateLimit = 0
+            $0.webhookRetry = 3; $0.seed = 77; $0.rateLimit = 0
         }
         let (path, _) = try generated(GeneratorOptions(rows: 10_000, seed: 71, invalidShare: 0, duplicateShare: 0), in: dir)
         var config = provider.config()
@@ -158,16 +168,20 @@ struct WebhookProcessTests {
         config.send.statusRequestsPerMinute = 0
         config.send.nodesPerRequest = 200
         // Sending in the background: its reports are pushed while it still sends.
-        let first = Task { [config] in try await sendJob(path, config: config, in: dir) }
-        // Kills at seeded moments during the storm (each once more reports have arrived
-        // since the last restart); each restart is on the same port.
+        // Jobs dated now: the receiver's clock is the real one, and dlr.stop_after counts from them.
+        let now = Int64(Date().timeIntervalSince1970)
+        let first = Task { [config] in try await sendJob(path, config: config, in: dir, now: now) }
+        // Five kills during the storm, each while pushes are in flight; the receiver comes
+        // back on the same port once a push has failed (the provider retries it).
+        let pusher = try #require(provider.server.core.pusher)
         var rng = SplitMix64(seed: 5)
         for _ in 0..<5 {
-            let before = provider.server.core.pusher?.counts.pushed ?? 0
-            _ = eventually(timeout: 120) { (provider.server.core.pusher?.counts.pushed ?? 0) > before + 200 }
-            usleep(UInt32(rng.next() % 200_000))
+            let before = pusher.counts
+            #expect(eventually(timeout: 120) { pusher.counts.pushed > before.pushed + 100 && pusher.counts.inFlight > 0 })
+            usleep(UInt32(rng.next() % 50_000))
             receiver.signal(SIGKILL)
             _ = receiver.wait(timeout: 10)
+            #expect(eventually(timeout: 60) { pusher.counts.retries > before.retries })
             receiver = try start()
         }
         let sent = try await first.value
@@ -193,10 +207,10 @@ struct WebhookProcessTests {
         #expect(try mismatches(ledger, job: sent.summary.job, provider.server).isEmpty)
 
         // Push and pull together on a second job (the same file again, forced).
-        let again = Task { [config] in try await sendJob(path, config: config, in: dir, now: testNow + 60, force: true) }
+        let again = Task { [config] in try await sendJob(path, config: config, in: dir, now: now + 60, force: true) }
         let second = try await again.value
         #expect(second.summary.submitted == 10_000)
-        let pulled = try await puller(provider, config, ledger: ledger).pull(jobIDs: [second.summary.job], now: testNow + 60)
+        let pulled = try await puller(provider, config, ledger: ledger).pull(jobIDs: [second.summary.job], now: now + 60)
         #expect(pulled.recording.conflicts.isEmpty)
         #expect(eventually(timeout: 120) { (try? ledger.awaitingDelivery(jobID: second.summary.job).isEmpty) == true })
         #expect(try mismatches(ledger, job: second.summary.job, provider.server).isEmpty)

@@ -30,6 +30,7 @@ public final class DeliveryInbox: @unchecked Sendable {
     private var pending: [(reports: [DeliveryReport], done: Completion)] = []
     private var touched = Set<String>()
     private var stopping = false
+    private var committerDone = false
     private var finished = false
     private var totals = Totals()
 
@@ -43,10 +44,14 @@ public final class DeliveryInbox: @unchecked Sendable {
         self.refreshEvery = refreshEvery
         self.now = now
         self.log = log
-        // The thread holds the inbox until `stop()` ends it.
-        let thread = Thread { self.run() }
-        thread.name = "smsbatch-dlr-inbox"
-        thread.start()
+        // Two threads, each holding the inbox until `stop()` ends it: commits never wait for
+        // a rewrite of result files.
+        let committer = Thread { self.commitLoop() }
+        committer.name = "smsbatch-dlr-commit"
+        committer.start()
+        let refresher = Thread { self.refreshLoop() }
+        refresher.name = "smsbatch-dlr-refresh"
+        refresher.start()
     }
 
     /// Queues `reports`; `done` runs (on the inbox's thread) once they are committed.
@@ -58,7 +63,7 @@ public final class DeliveryInbox: @unchecked Sendable {
             return
         }
         pending.append((reports, done))
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -68,7 +73,7 @@ public final class DeliveryInbox: @unchecked Sendable {
         return totals
     }
 
-    /// Commits what is queued, rewrites the touched jobs' files and stops the thread.
+    /// Commits what is queued, rewrites the touched jobs' files and stops both threads.
     public func stop() {
         condition.lock()
         stopping = true
@@ -77,23 +82,35 @@ public final class DeliveryInbox: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func run() {
-        var lastRefresh = Date()
+    private func commitLoop() {
         while true {
             condition.lock()
-            while pending.isEmpty && !stopping && Date().timeIntervalSince(lastRefresh) < refreshEvery {
-                _ = condition.wait(until: lastRefresh.addingTimeInterval(refreshEvery))
-            }
+            while pending.isEmpty && !stopping { condition.wait() }
             let batch = pending
             pending = []
             let ending = stopping && batch.isEmpty
-            condition.unlock()
-
-            if !batch.isEmpty { commit(batch) }
-            if ending || Date().timeIntervalSince(lastRefresh) >= refreshEvery {
-                refresh()
-                lastRefresh = Date()
+            if ending {
+                committerDone = true
+                condition.broadcast()
             }
+            condition.unlock()
+            if ending { return }
+            commit(batch)
+        }
+    }
+
+    private func refreshLoop() {
+        var last = Date()
+        while true {
+            condition.lock()
+            while !stopping && Date().timeIntervalSince(last) < refreshEvery {
+                _ = condition.wait(until: last.addingTimeInterval(refreshEvery))
+            }
+            let ending = stopping
+            while ending && !committerDone { condition.wait() }
+            condition.unlock()
+            refresh()
+            last = Date()
             if ending {
                 condition.lock()
                 finished = true
@@ -124,7 +141,9 @@ public final class DeliveryInbox: @unchecked Sendable {
     }
 
     /// Matches reports kept for unknown messages, then rewrites the result files of every
-    /// job that got a final status since the last refresh.
+    /// job that got a final status since the last refresh. A job still being sent (held by
+    /// its process) or not published yet waits for a later refresh: its own process writes
+    /// its files meanwhile, and refreshes them when it ends.
     private func refresh() {
         do {
             let matched = try ledger.matchUnmatched()
@@ -135,11 +154,21 @@ public final class DeliveryInbox: @unchecked Sendable {
             let jobs = touched
             touched = []
             condition.unlock()
+            var later = Set<String>()
             for id in jobs.sorted() {
                 guard let job = try ledger.job(id: id) else { continue }
+                if job.outputDir == nil || ledger.isHeld(id, outputDir: job.outputDir) {
+                    later.insert(id)
+                    continue
+                }
                 do { try DeliveryOutputs.refresh(job: job, ledger: ledger, config: config, now: now()) } catch {
                     log("\(job.outputDir ?? id): error: delivery columns not written: \(error)")
                 }
+            }
+            if !later.isEmpty {
+                condition.lock()
+                touched.formUnion(later)
+                condition.unlock()
             }
         } catch {
             log("\(error.subject): error: \(error.problem)")

@@ -18,9 +18,10 @@ public enum DeliveryOutputs {
     /// has no output folder any more.
     @discardableResult
     public static func refresh(job: JobRecord, ledger: any Ledger, config: PipelineConfig, now: Int64) throws -> DeliveryCounts? {
-        guard let dir = job.outputDir, FileManager.default.fileExists(atPath: dir) else { return nil }
         let plan = try ledger.plan(jobID: job.id)
         let expired = now >= deadline(job: job, plan: plan, stopAfter: config.dlr.stopAfter)
+        if expired { _ = try ledger.expireDeliveries(jobID: job.id, at: now) }
+        guard let dir = job.outputDir, FileManager.default.fileExists(atPath: dir) else { return nil }
         var counts = try ledger.deliveryCounts(jobID: job.id)
         if expired { counts = counts.expired() }
         // Final statuses never change: the same counts as last time mean the same files.

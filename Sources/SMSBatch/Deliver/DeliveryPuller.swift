@@ -76,8 +76,11 @@ public final class DeliveryPuller: Sendable {
                     if case .credentialsRefused(let why) = refusal { result.credentialsRefused = why } else { result.failures.append((id, "\(refusal)")) }
                 }
             }
-            // What was recorded is written out even when the pull stopped half-way.
-            try DeliveryOutputs.refresh(job: job, ledger: ledger, config: config, now: now)
+            // What was recorded is written out even when the pull stopped half-way; a job
+            // whose files cannot be written does not keep the others from being pulled.
+            do { try DeliveryOutputs.refresh(job: job, ledger: ledger, config: config, now: now) } catch {
+                result.failures.append((id, "result files not updated: \(error)"))
+            }
         }
         return result
     }
@@ -119,6 +122,7 @@ public final class DeliveryPuller: Sendable {
     private func lookUp(_ selector: [(String, String)], into result: inout Result) async throws {
         var page = 1
         var failures = 0
+        var limited = 0
         while true {
             if stop.requested { return }
             await limiter.acquire()
@@ -136,9 +140,14 @@ public final class DeliveryPuller: Sendable {
                 throw SendError.credentialsRefused("sms/status answered \(reply.status) \(reply.errorCodeAndMessage.1)")
             }
             if reply.status == 429 {
+                // Waited out, however long; but a provider that never lets a lookup through
+                // must not hold a drain (and the spool's lock) for ever.
+                limited += 1
+                if limited > 100 { throw SendError.unreachable("sms/status answered 429 a hundred times in a row") }
                 await limiter.pause(for: reply.retryAfter ?? 1)
                 continue
             }
+            limited = 0
             guard (200..<300).contains(reply.status), let json = JSONValue.parse(reply.body) else {
                 failures += 1
                 if failures >= config.send.maxAttempts {
@@ -172,7 +181,7 @@ public final class DeliveryPuller: Sendable {
     static func reportTime(_ item: JSONValue, _ names: [String]) -> Int64? {
         for name in names {
             guard let text = item[name]?.text, !text.isEmpty else { continue }
-            if let seconds = Int64(text) { return seconds }
+            if let seconds = DeliveryReport.seconds(text) { return seconds }
             if let t = parseISO8601(text) { return t }
         }
         return nil

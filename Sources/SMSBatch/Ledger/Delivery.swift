@@ -16,7 +16,16 @@ public struct DeliveryReport: Sendable, Equatable {
         self.messageId = messageId.trimmingCharacters(in: .whitespaces)
         self.custom = custom.trimmingCharacters(in: .whitespaces)
         self.status = status.trimmingCharacters(in: .whitespaces).uppercased()
-        self.at = at
+        // A time outside 1970…2100 is no delivery time (a provider's 0 or garbage): none.
+        self.at = at.flatMap { (1...4_102_444_800).contains($0) ? $0 : nil }
+    }
+
+    /// Unix seconds from a provider's text: an integer, or a finite decimal; nil otherwise.
+    public static func seconds(_ text: String) -> Int64? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if let i = Int64(t) { return i }
+        guard let d = Double(t), d.isFinite, abs(d) < 1e12 else { return nil }
+        return Int64(d)
     }
 
     /// A status that will not change any more.

@@ -254,6 +254,17 @@ public final class InMemoryLedger: Ledger {
         }
     }
 
+    public func expireDeliveries(jobID: String, at: Int64) throws(LedgerError) -> Int {
+        state.withLock { s in
+            var n = 0
+            for (row, m) in s.messages[jobID] ?? [:] where m.state == .submitted && m.delivery == nil {
+                s.messages[jobID]![row]!.delivery = RowDelivery(status: DeliveryStatus.expiredUnknown, at: nil)
+                n += 1
+            }
+            return n
+        }
+    }
+
     public func jobsAwaitingDelivery() throws(LedgerError) -> [String] {
         state.withLock { s in
             newestFirst(s).reversed().map(\.id).filter { job in

@@ -227,6 +227,10 @@ public protocol Ledger: AnyObject, Sendable {
     func finalDeliveryCounts(jobID: String) throws(LedgerError) -> [Int: [String: Int]]
     /// Jobs with submitted rows still without a final status, oldest first.
     func jobsAwaitingDelivery() throws(LedgerError) -> [String]
+    /// Past `dlr.stop_after`: the job's submitted rows still without a final status get
+    /// `EXPIRED-UNKNOWN` as theirs (a later report is then a conflict, never a change).
+    /// Returns how many.
+    func expireDeliveries(jobID: String, at: Int64) throws(LedgerError) -> Int
 
     // MARK: Sent index
     /// Digests sent at or after `since` by jobs other than `excludingJob`.

@@ -12,9 +12,11 @@ extension SQLiteLedger {
                     guard report.isFinal else { out.notFinal += 1; continue }
                     if try !Self.apply(db, report, receivedAt: receivedAt, into: &out) {
                         out.unmatched += 1
+                        let named = report.customRow
                         try db.execute(
-                            "INSERT INTO unmatched(message_id, custom, status, dlr_at, received_at) VALUES(?, ?, ?, ?, ?)",
-                            [.text(report.messageId), .text(report.custom), .text(report.status),
+                            #"INSERT INTO unmatched(message_id, custom, job_id, "row", status, dlr_at, received_at) VALUES(?, ?, ?, ?, ?, ?, ?)"#,
+                            [.text(report.messageId), .text(report.custom), named.map { .text($0.job) } ?? .null,
+                             named.map { .integer(Int64($0.row)) } ?? .null, .text(report.status),
                              report.at.map { .integer($0) } ?? .null, .integer(receivedAt)])
                     }
                 }
@@ -24,10 +26,21 @@ extension SQLiteLedger {
     }
 
     public func matchUnmatched() throws(LedgerError) -> DeliveryRecording {
-        try wrap {
+        // Only the reports whose message is known now, found through the indexes (a read:
+        // other processes keep writing meanwhile); those are applied in one transaction.
+        let candidates = try wrap {
+            try db.query(#"""
+                SELECT u.id, u.message_id, u.custom, u.status, u.dlr_at, u.received_at FROM unmatched u
+                WHERE (u.message_id <> '' AND EXISTS (SELECT 1 FROM messages m WHERE m.message_id = u.message_id AND m.state = 'submitted'))
+                   OR (u.job_id IS NOT NULL AND EXISTS (SELECT 1 FROM messages m WHERE m.job_id = u.job_id AND m."row" = u."row" AND m.state = 'submitted'))
+                ORDER BY u.id
+                """#)
+        }
+        guard !candidates.isEmpty else { return DeliveryRecording() }
+        return try wrap {
             try db.transaction { () throws(SQLiteError) -> DeliveryRecording in
                 var out = DeliveryRecording()
-                for r in try db.query("SELECT id, message_id, custom, status, dlr_at, received_at FROM unmatched ORDER BY id") {
+                for r in candidates {
                     let report = DeliveryReport(messageId: r.string(1) ?? "", custom: r.string(2) ?? "", status: r.string(3) ?? "", at: r.int64(4))
                     if try Self.apply(db, report, receivedAt: r.int64(5) ?? 0, into: &out) {
                         try db.execute("DELETE FROM unmatched WHERE id = ?", [.integer(r.int64(0) ?? 0)])
@@ -95,10 +108,29 @@ extension SQLiteLedger {
             + (batch == nil ? "" : " AND batch = ?"), [.text(jobID)] + (batch.map { [.integer(Int64($0))] } ?? []))
     }
 
-    /// Every final status but DELIVRD is a failure (EXPIRED-UNKNOWN is never stored).
+    /// Every final status but DELIVRD and EXPIRED-UNKNOWN is a failure.
     public func failedDeliveries(jobID: String) throws(LedgerError) -> [Int: RowDelivery] {
-        try collect(#"SELECT "row", dlr_status, dlr_at FROM messages WHERE job_id = ? AND dlr_status IS NOT NULL AND dlr_status <> ?"#,
-                    [.text(jobID), .text(DeliveryStatus.delivered)])
+        try collect(#"SELECT "row", dlr_status, dlr_at FROM messages WHERE job_id = ? AND dlr_status IS NOT NULL AND dlr_status NOT IN (?, ?)"#,
+                    [.text(jobID), .text(DeliveryStatus.delivered), .text(DeliveryStatus.expiredUnknown)])
+    }
+
+    public func expireDeliveries(jobID: String, at: Int64) throws(LedgerError) -> Int {
+        try wrap {
+            try db.transaction { () throws(SQLiteError) -> Int in
+                var total = 0
+                for r in try db.query(
+                    "SELECT batch, COUNT(*) FROM messages WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL GROUP BY batch",
+                    [.text(jobID)]) {
+                    let n = r.int(1) ?? 0
+                    total += n
+                    try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                                   [.text(jobID), .integer(r.int64(0) ?? 0), .text(DeliveryStatus.expiredUnknown), .integer(Int64(n))])
+                }
+                try db.execute("UPDATE messages SET dlr_status = ?, dlr_received_at = ? WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL",
+                               [.text(DeliveryStatus.expiredUnknown), .integer(at), .text(jobID)])
+                return total
+            }
+        }
     }
 
     private func collect(_ sql: String, _ bindings: [SQLiteValue]) throws(LedgerError) -> [Int: RowDelivery] {

@@ -149,6 +149,8 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
             id INTEGER PRIMARY KEY,
             message_id TEXT NOT NULL,
             custom TEXT NOT NULL,
+            job_id TEXT,
+            "row" INTEGER,
             status TEXT NOT NULL,
             dlr_at INTEGER,
             received_at INTEGER NOT NULL);

@@ -99,6 +99,14 @@ public final class JobRunner {
             try ticket.ledger?.updateJob(id: summary.job, status: summary.status, counts: JobCounts(summary), outputDir: outputs.dir,
                                          finishedAt: summary.status == .interrupted ? nil : summary.finishedAt)
             summary.outputDir = try outputs.publish(jobID: summary.job, summary: &summary)
+            // Reports that arrived while the job sent (a webhook, a resumed job's earlier
+            // rows) go into the files just written, which show every row awaiting.
+            if let ledger = ticket.ledger, !(try ledger.finalDeliveryCounts(jobID: summary.job)).isEmpty,
+               let record = try ledger.job(id: summary.job) {
+                do { try DeliveryOutputs.refresh(job: record, ledger: ledger, config: config, now: now) } catch {
+                    progress.warning(outputs.dir, "delivery columns not written: \(error); the next pull writes them")
+                }
+            }
         } catch let e as LedgerError {
             throw .ledger(e)
         } catch {

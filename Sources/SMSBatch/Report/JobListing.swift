@@ -32,36 +32,38 @@ public struct JobView: Sendable {
         var status = record.status
         if status.isUnderway && !ledger.isHeld(record.id, outputDir: record.outputDir) { status = .interrupted }
         var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
-        if record.repeatOf == nil {
-            if withBatches {
-                view.delivery = try ledger.deliveryCounts(jobID: record.id)
-            } else {
-                // The list: final counts from the ledger's counters, the rest of the submitted
-                // rows awaiting (no scan of the job's messages).
-                var finals = 0
-                for (batch, statuses) in try ledger.finalDeliveryCounts(jobID: record.id) {
-                    for (status, n) in statuses { view.delivery.add(batch: batch, status: status, count: n); finals += n }
-                }
-                if record.submitted > finals { view.delivery.add(batch: 0, status: DeliveryStatus.awaiting, count: record.submitted - finals) }
-            }
-            if let (stopAfter, now) = expiredBy,
-               now >= DeliveryOutputs.deadline(job: record, plan: try ledger.plan(jobID: record.id), stopAfter: stopAfter) {
-                view.delivery = view.delivery.expired()
-            }
-        }
+        guard record.repeatOf == nil else { return view }
         // Counts are live while a job runs or was stopped; a job that ended (partial, failed
         // included) keeps the counts it ended with, which also hold its rows not sent.
         let live = record.status.isUnderway || record.status == .interrupted
-        guard record.repeatOf == nil && (live || withBatches) else { return view }
-        let counts = try ledger.sendCounts(jobID: record.id)
-        if live {
-            view.submitted = counts.total.submitted
-            view.failed = counts.total.failed
-            view.inDoubt = counts.total.inDoubt
+        var sent: [Int: SendCounts] = [:]
+        if live || withBatches {
+            let counts = try ledger.sendCounts(jobID: record.id)
+            sent = counts.batches
+            if live {
+                view.submitted = counts.total.submitted
+                view.failed = counts.total.failed
+                view.inDoubt = counts.total.inDoubt
+            }
+        }
+        if withBatches {
+            view.delivery = try ledger.deliveryCounts(jobID: record.id)
+        } else {
+            // The list: final counts from the ledger's counters, the rest of the submitted
+            // rows awaiting (no scan of the job's messages).
+            var finals = 0
+            for (batch, statuses) in try ledger.finalDeliveryCounts(jobID: record.id) {
+                for (status, n) in statuses { view.delivery.add(batch: batch, status: status, count: n); finals += n }
+            }
+            if view.submitted > finals { view.delivery.add(batch: 0, status: DeliveryStatus.awaiting, count: view.submitted - finals) }
+        }
+        if let (stopAfter, now) = expiredBy,
+           now >= DeliveryOutputs.deadline(job: record, plan: try ledger.plan(jobID: record.id), stopAfter: stopAfter) {
+            view.delivery = view.delivery.expired()
         }
         if withBatches {
             view.batches = try ledger.plan(jobID: record.id).map {
-                Batch(plan: $0, sent: counts.batches[$0.batch] ?? SendCounts(), delivery: view.delivery.batches[$0.batch] ?? [:])
+                Batch(plan: $0, sent: sent[$0.batch] ?? SendCounts(), delivery: view.delivery.batches[$0.batch] ?? [:])
             }
         }
         return view

@@ -13,7 +13,10 @@ struct OutputFile: ~Copyable {
     init(path: String) throws(ReportError) {
         self.path = path
         let url = URL(fileURLWithPath: path)
-        tempPath = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp").path
+        // A name of its own per writer: two processes rewriting one file (a webhook and a
+        // resumed run) never write into each other's temporary file.
+        tempPath = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp").path
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw ReportError(path: path, errno: errno) }
     }
