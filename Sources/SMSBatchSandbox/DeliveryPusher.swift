@@ -43,7 +43,7 @@ final class DeliveryPusher: Sendable {
 
     static let retries = 3
     /// Pushes in flight at once.
-    static let concurrency = 64
+    let concurrency: Int
 
     private let client: ProviderClient
     private let retryAfter: Double
@@ -52,8 +52,9 @@ final class DeliveryPusher: Sendable {
     private let clock: any MonotonicClock
     private let queue = Mutex(Queue())
 
-    init(url: String, secret: String, retryAfter: Double, dupRate: Double, seed: UInt64, clock: any MonotonicClock) {
-        client = ProviderClient(endpoint: url, token: secret, auth: .header, timeout: 10, concurrency: Self.concurrency)
+    init(url: String, secret: String, retryAfter: Double, dupRate: Double, seed: UInt64, clock: any MonotonicClock, concurrency: Int = 64) {
+        self.concurrency = max(1, concurrency)
+        client = ProviderClient(endpoint: url, token: secret, auth: .header, timeout: 10, concurrency: self.concurrency)
         self.retryAfter = retryAfter
         self.dupRate = dupRate
         self.seed = seed
@@ -81,14 +82,14 @@ final class DeliveryPusher: Sendable {
                 var running = 0
                 while true {
                     let (items, stopped) = queue.withLock { q in
-                        let items = q.take(now: clock.now(), limit: Self.concurrency - running)
+                        let items = q.take(now: clock.now(), limit: concurrency - running)
                         q.inFlight += items.count
                         return (items, q.stopped)
                     }
                     if stopped { break }
                     for item in items { group.addTask { await self.push(item, payload: payload) } }
                     running += items.count
-                    if running == Self.concurrency || (items.isEmpty && running > 0) {
+                    if running == concurrency || (items.isEmpty && running > 0) {
                         await group.next()
                         running -= 1
                     } else if items.isEmpty {

@@ -37,6 +37,8 @@ public struct SandboxOptions: Sendable, CustomStringConvertible {
     public var webhookSecret: String = ""
     /// Seconds between a failed push and its retry (the provider's 30 minutes, shortened).
     public var webhookRetry: Double = 2
+    /// Pushes in flight at once (tests slow a push storm down with fewer).
+    package var webhookConcurrency = 64
     /// The rate window's clock (tests share a virtual one with the sender).
     package var clock: any MonotonicClock = RealClock()
 
@@ -126,7 +128,7 @@ final class SandboxCore: Sendable {
         self.state = Mutex(SandboxState(seed: options.seed))
         pusher = options.webhook.map {
             DeliveryPusher(url: $0, secret: options.webhookSecret, retryAfter: options.webhookRetry, dupRate: options.dlrDupRate,
-                           seed: options.seed, clock: options.clock)
+                           seed: options.seed, clock: options.clock, concurrency: options.webhookConcurrency)
         }
         if let pusher {
             pusher.run { [weak self] index in

@@ -1,4 +1,5 @@
 import Foundation
+import RecipientGenerator
 import Testing
 @testable import SMSBatch
 @testable import SMSBatchSandbox
@@ -103,5 +104,38 @@ struct CSVFieldTests {
         // Bytes that differ from a special one by a bit or by one are plain.
         let near: [UInt8] = [0x2B, 0x2D, 0x21, 0x23, 0x0B, 0x0C, 0x0E, 0xAC, 0xA2, 0x8A, 0x8D, 0xFF, 0x00]
         #expect(!(near + near).withUnsafeBufferPointer(OutputFile.needsQuotes))
+    }
+}
+
+@Suite("Report: report.html beside summary.json")
+struct HTMLReportTests {
+    @Test("report.html is self-contained (no script, nothing from the network) and shows summary.json's numbers, every reject reason with its meaning, and the batches")
+    func reportHoldsTheSummary() async throws {
+        let dir = TempDir()
+        let (path, _) = try generated(GeneratorOptions(rows: 5_000, seed: 21, mixProblems: true), in: dir)
+        let out = try await runJob(path, in: dir)
+        let html = String(decoding: FileManager.default.contents(atPath: out.dir + "/report.html") ?? Data(), as: UTF8.self)
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(!html.lowercased().contains("<script"))
+        let urls = html.components(separatedBy: "http").dropFirst().map { "http" + $0.prefix(30) }
+        #expect(urls.allSatisfy { $0.hasPrefix("http://www.w3.org/2000/svg") }, "only the SVG namespace, never a fetch")
+        let s = out.summary
+        for n in [s.rows, s.valid, s.toSend] { #expect(html.contains(">\(grouped(n))<"), "\(n)") }
+        #expect(html.contains("Rejected rows: \(grouped(s.invalid))<"))
+        #expect(html.contains(s.sha256) && html.contains(s.job))
+        for (reason, n) in s.invalidByReason {
+            #expect(html.contains("<code>\(reason.code)</code></td><td class=\"n\">\(grouped(n))</td>"), "\(reason.code)")
+            let meaning: String = HTMLReport.meanings[reason.code] ?? "?"
+            #expect(html.contains(HTMLReport.esc(meaning)), "\(reason.code) explained")
+        }
+        #expect(html.contains("Batches: \(grouped(s.plan.count))"))
+    }
+
+    @Test("text from the file is escaped: a reject detail or file name cannot inject markup")
+    func escaped() {
+        let summary = JSONValue.object([("job", .string("j<1>")), ("input", .string("<img src=x onerror=alert(1)>.csv")), ("rows", .int(1))])
+        let html = HTMLReport.render(summary, rejects: [["row", "reason", "detail"], ["2", "invalid_utf8", "<script>alert(1)</script>"]])
+        #expect(!html.contains("<img") && !html.contains("<script>alert"))
+        #expect(html.contains("&lt;img src=x onerror=alert(1)&gt;.csv"))
     }
 }

@@ -72,6 +72,7 @@ public enum DeliveryOutputs {
         var file = try OutputFile(path: path)
         try file.write(summary.setting("delivery", json(counts, now: now)).rendered(indent: 2) + "\n")
         try file.commit()
+        try HTMLReport.write(dir: (path as NSString).deletingLastPathComponent)
     }
 
     /// Fills the delivery columns of one batch file (added at the end when an older file

@@ -80,6 +80,7 @@ final class JobOutputs: Sendable {
         if let outbox { final = (outbox as NSString).appendingPathComponent(jobID) }
         summary.outputDir = final
         try writeSummary(summary)
+        try HTMLReport.write(dir: dir)
         if outbox != nil {
             if FileManager.default.fileExists(atPath: final) { try? FileManager.default.removeItem(atPath: final) }
             if rename(dir, final) != 0 { throw ReportError(path: final, errno: errno) }

@@ -1,0 +1,196 @@
+import Foundation
+
+/// `report.html` beside summary.json (issue 11, first part): one self-contained page — inline
+/// CSS and SVG, no script, nothing fetched from the network — built from summary.json and the
+/// first rows of rejects.csv, so it can be written again whenever summary.json changes
+/// (delivery reports). Printable on A4.
+enum HTMLReport {
+    static let name = "report.html"
+
+    /// What each reject reason means, for people (SPEC §5).
+    static let meanings: [String: String] = [
+        "wrong_field_count": "the row has more or fewer fields than the header (or broken quoting)",
+        "invalid_utf8": "the row's bytes are not UTF-8 text",
+        "missing_recipient": "no phone number",
+        "invalid_recipient": "the phone number is not a valid mobile number",
+        "invalid_product": "the product code is not one the provider knows",
+        "foreign_recipient": "a number outside the home country for a domestic-only product",
+        "missing_sender": "no sender id, and no default",
+        "invalid_sender": "the sender id does not fit the product's rules",
+        "missing_message": "the message is empty",
+        "message_too_long": "the message needs more SMS parts than allowed",
+        "invalid_schedule": "schedule_at is not a time the platform accepts",
+        "invalid_dlt_id": "a DLT template or entity id is malformed",
+        "outside_promo_window": "a promotional message scheduled outside the promo window",
+        "opted_out": "the number is on the opt-out list",
+    ]
+
+    /// Writes report.html into `dir` from its summary.json; nothing when there is none.
+    static func write(dir: String) throws(ReportError) {
+        let summaryPath = (dir as NSString).appendingPathComponent("summary.json")
+        guard let data = FileManager.default.contents(atPath: summaryPath), let summary = JSONValue.parse(data) else { return }
+        var examples: [[String]] = []
+        let rejects = (dir as NSString).appendingPathComponent("rejects.csv")
+        if FileManager.default.fileExists(atPath: rejects) {
+            try? CSVRecords.read(path: rejects) { (fields: [[UInt8]]) throws(ReportError) in
+                if examples.count < 6 { examples.append(fields.map { String(decoding: $0, as: UTF8.self) }) }
+            }
+        }
+        var file = try OutputFile(path: (dir as NSString).appendingPathComponent(name))
+        try file.write(render(summary, rejects: examples))
+        try file.commit()
+    }
+
+    static func render(_ s: JSONValue, rejects: [[String]]) -> String {
+        func int(_ v: JSONValue?) -> Int { v?.text.flatMap { Int($0) } ?? 0 }
+        func text(_ key: String) -> String { s[key]?.text ?? "" }
+        var h = ""
+        h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        h += "<title>smsbatch job \(esc(text("job")))</title><style>\(css)</style></head><body>\n"
+
+        // The file and where it went.
+        let destination = s["destination"]?.text ?? (s["dry_run"] == .bool(true) ? "nowhere (dry run)" : "-")
+        h += "<header><h1>Job \(esc(text("job")))</h1><p class=\"status \(esc(text("status")))\">\(esc(text("status")))</p></header>\n"
+        h += "<section><h2>File</h2><table class=\"facts\">"
+        for (label, value) in [("file", text("input")), ("size", bytes(int(s["bytes"]))), ("SHA-256", text("sha256")),
+                               ("started", text("started_at")), ("finished", text("finished_at")), ("sent to", destination),
+                               ("kind", text("kind"))] {
+            h += "<tr><th>\(label)</th><td>\(esc(value))</td></tr>"
+        }
+        if let reason = s["reject_reason"]?.text {
+            h += "<tr><th>rejected</th><td>\(esc(reason)): \(esc(s["reject_detail"]?.text ?? ""))</td></tr>"
+        }
+        h += "</table></section>\n"
+
+        // The funnel.
+        let delivery = s["delivery"]
+        var funnel: [(String, Int)] = [("rows", int(s["rows"])), ("valid", int(s["valid"])), ("unique (to send)", int(s["to_send"])),
+                                       ("submitted", int(s["submitted"]))]
+        if let delivery { funnel.append(("delivered", int(delivery["delivered"]))) }
+        h += "<section><h2>Rows</h2>" + bars(funnel, total: max(1, int(s["rows"])), cssClass: "funnel") + "</section>\n"
+
+        // Rejects by reason, with examples.
+        if case .object(let reasons)? = s["invalid_by_reason"], !reasons.isEmpty {
+            let sorted = reasons.map { ($0.0, int($0.1)) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) }
+            h += "<section><h2>Rejected rows: \(grouped(int(s["invalid"])))</h2>"
+            h += bars(sorted.map { ($0.0, $0.1) }, total: max(1, sorted.first?.1 ?? 1), cssClass: "rejects")
+            h += "<table><tr><th>reason</th><th>rows</th><th>what it means</th></tr>"
+            for (code, n) in sorted {
+                h += "<tr><td><code>\(esc(code))</code></td><td class=\"n\">\(grouped(n))</td><td>\(esc(meanings[code] ?? ""))</td></tr>"
+            }
+            h += "</table>"
+            if rejects.count > 1 {
+                h += "<h3>First rejected rows (rejects.csv)</h3><table><tr><th>row</th><th>reason</th><th>detail</th></tr>"
+                for r in rejects.dropFirst() where r.count >= 3 {
+                    h += "<tr><td class=\"n\">\(esc(r[0]))</td><td><code>\(esc(r[1]))</code></td><td>\(esc(r[2]))</td></tr>"
+                }
+                h += "</table>"
+            }
+            h += "</section>\n"
+        }
+
+        // Duplicates by kind.
+        if case .object(let kinds)? = s["duplicates_by_reason"], int(s["duplicates"]) > 0 {
+            h += "<section><h2>Duplicates: \(grouped(int(s["duplicates"])))</h2><table>"
+            for (kind, n) in kinds { h += "<tr><th>\(esc(kind.replacingOccurrences(of: "_", with: " ")))</th><td class=\"n\">\(grouped(int(n)))</td></tr>" }
+            h += "</table></section>\n"
+        }
+
+        // Batches in time.
+        if case .array(let plan)? = s["plan"], !plan.isEmpty {
+            h += "<section><h2>Batches: \(grouped(plan.count)) in \(grouped(int(s["parts"]))) part\(int(s["parts"]) == 1 ? "" : "s")</h2>"
+            h += timeline(plan)
+            h += "<table><tr><th>batch</th><th>part</th><th>rows</th><th>requests</th><th>scheduled</th><th>deferred P rows</th></tr>"
+            for b in plan {
+                let time = b["scheduled_at"]?.text ?? "at once"
+                let deferred = int(b["deferred_rows"])
+                h += "<tr><td class=\"n\">\(int(b["batch"]))</td><td class=\"n\">\(int(b["part"]))</td><td class=\"n\">\(grouped(int(b["rows"])))</td>"
+                h += "<td class=\"n\">\(grouped(int(b["requests"])))</td><td>\(esc(time))</td><td class=\"n\">\(deferred > 0 ? grouped(deferred) : "")</td></tr>"
+            }
+            h += "</table></section>\n"
+        }
+
+        // Delivery.
+        if let delivery, case .object(let byStatus)? = delivery["by_status"], !byStatus.isEmpty {
+            h += "<section><h2>Delivery</h2>"
+            let rows = byStatus.map { ($0.0, int($0.1)) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) }
+            h += bars(rows, total: max(1, rows.map(\.1).reduce(0, +)), cssClass: "delivery")
+            h += "<p>updated \(esc(delivery["updated_at"]?.text ?? ""))</p></section>\n"
+        }
+
+        // Warnings.
+        if case .array(let warnings)? = s["warnings"], !warnings.isEmpty {
+            h += "<section><h2>Warnings</h2><ul>"
+            for w in warnings { h += "<li>\(esc(w.text ?? ""))</li>" }
+            h += "</ul></section>\n"
+        }
+        h += "<footer>smsbatch · summary.json holds every number on this page</footer></body></html>\n"
+        return h
+    }
+
+    /// Horizontal bars as inline SVG, each with its label and number.
+    static func bars(_ items: [(String, Int)], total: Int, cssClass: String) -> String {
+        let rowHeight = 22, labelWidth = 170, width = 640
+        var svg = "<svg class=\"\(cssClass)\" viewBox=\"0 0 \(width) \(items.count * rowHeight + 4)\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">"
+        for (k, (label, n)) in items.enumerated() {
+            let y = k * rowHeight + 2
+            let w = max(n > 0 ? 1 : 0, Int(Double(width - labelWidth - 90) * Double(n) / Double(total)))
+            svg += "<text x=\"0\" y=\"\(y + 15)\">\(esc(label))</text>"
+            svg += "<rect x=\"\(labelWidth)\" y=\"\(y + 3)\" width=\"\(w)\" height=\"15\"></rect>"
+            svg += "<text x=\"\(labelWidth + w + 6)\" y=\"\(y + 15)\">\(grouped(n))</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    /// Batches on a line by their scheduled time ("at once" at the start).
+    static func timeline(_ plan: [JSONValue]) -> String {
+        let times = plan.map { b in b["scheduled_at"]?.text.flatMap(parseISO8601) }
+        let known = times.compactMap { $0 }
+        guard let first = known.min(), let last = known.max(), last > first else { return "" }
+        let width = 640.0, left = 20.0, right = 20.0
+        var svg = "<svg class=\"timeline\" viewBox=\"0 0 640 60\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">"
+        svg += "<line x1=\"\(left)\" y1=\"30\" x2=\"\(width - right)\" y2=\"30\"></line>"
+        for (b, t) in zip(plan, times) {
+            let x = left + (width - left - right) * Double((t ?? first) - first) / Double(last - first)
+            let deferred = (b["deferred_rows"]?.text.flatMap { Int($0) } ?? 0) > 0
+            svg += "<circle cx=\"\(Int(x))\" cy=\"30\" r=\"5\" class=\"\(deferred ? "deferred" : "batch")\"></circle>"
+        }
+        svg += "<text x=\"\(Int(left))\" y=\"55\">\(esc(UTCTime.iso(first)))</text>"
+        svg += "<text x=\"\(Int(width - right))\" y=\"55\" text-anchor=\"end\">\(esc(UTCTime.iso(last)))</text>"
+        return svg + "</svg>"
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n >= 1 << 20 { return String(format: "%.1f MB", Double(n) / Double(1 << 20)) + " (\(grouped(n)) bytes)" }
+        return "\(grouped(n)) bytes"
+    }
+
+    static func esc(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    static let css = """
+        body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2433;max-width:760px;margin:24px auto;padding:0 16px}
+        h1{font-size:22px;margin:0}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #d8dde6;padding-bottom:4px}h3{font-size:14px}
+        header{display:flex;justify-content:space-between;align-items:center}
+        .status{padding:2px 10px;border-radius:10px;background:#e7ecf3;font-weight:600}
+        .status.completed{background:#d9f2e3}.status.partial,.status.interrupted{background:#fdf0d5}.status.failed,.status.rejected{background:#fbdcdc}
+        table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eef1f5;vertical-align:top}
+        td.n{text-align:right;font-variant-numeric:tabular-nums}.facts th{width:110px;color:#5a6478;font-weight:500}
+        svg{width:100%;height:auto;font-size:12px}svg rect{fill:#3b6fd8}svg.rejects rect{fill:#d8643b}svg.delivery rect{fill:#2f9e6b}
+        svg line{stroke:#9aa5b8;stroke-width:2}svg circle.batch{fill:#3b6fd8}svg circle.deferred{fill:#d8a03b}
+        code{font-size:12px}footer{margin-top:32px;color:#8a93a5;font-size:12px}
+        @media print{@page{size:A4;margin:14mm}body{margin:0;max-width:none}section{break-inside:avoid}}
+        """
+}
