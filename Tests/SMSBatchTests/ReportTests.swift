@@ -139,3 +139,25 @@ struct HTMLReportTests {
         #expect(html.contains("&lt;img src=x onerror=alert(1)&gt;.csv"))
     }
 }
+
+@Suite("Report: what the campaign will cost")
+struct MessageCostTests {
+    @Test("summary.json's messages: rows to send by encoding and by SMS parts, and the parts in all, equal the batch files' segments; report.html shows them")
+    func partsAndEncodings() async throws {
+        let dir = TempDir()
+        let (path, _) = try generated(GeneratorOptions(rows: 3_000, seed: 22), in: dir)
+        let out = try await runJob(path, in: dir)
+        let messages = try #require(out.summaryJSON["messages"] as? [String: Any])
+        let byEncoding = try #require(messages["by_encoding"] as? [String: Int])
+        let byParts = try #require(messages["by_parts"] as? [String: Int])
+        let rows = out.batchRows
+        #expect(byEncoding.values.reduce(0, +) == out.summary.toSend)
+        #expect(byEncoding["gsm7"] == rows.column("encoding").filter { $0 == "gsm7" }.count)
+        #expect(byEncoding["ucs2"] == rows.column("encoding").filter { $0 == "ucs2" }.count)
+        let segments = rows.column("segments").compactMap { Int($0) }
+        #expect(messages["sms_parts"] as? Int == segments.reduce(0, +))
+        for (parts, n) in byParts { #expect(segments.filter { $0 == Int(parts) }.count == n, "\(parts) parts") }
+        let html = String(decoding: FileManager.default.contents(atPath: out.dir + "/report.html") ?? Data(), as: UTF8.self)
+        #expect(html.contains("Messages: \(grouped(segments.reduce(0, +))) SMS parts"))
+    }
+}

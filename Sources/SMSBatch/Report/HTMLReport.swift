@@ -111,6 +111,20 @@ enum HTMLReport {
             h += "</table></section>\n"
         }
 
+        // What it will cost: encodings and SMS parts.
+        if let messages = s["messages"], case .object(let parts)? = messages["by_parts"], !parts.isEmpty {
+            h += "<section><h2>Messages: \(grouped(int(messages["sms_parts"]))) SMS parts</h2><table>"
+            if case .object(let encodings)? = messages["by_encoding"] {
+                for (name, n) in encodings {
+                    let label = name == "gsm7" ? "GSM-7 (160 characters a part)" : name == "ucs2" ? "UCS-2 (70 characters a part)" : "not SMS"
+                    h += "<tr><th>\(esc(label))</th><td class=\"n\">\(grouped(int(n)))</td></tr>"
+                }
+            }
+            h += "</table>"
+            h += bars(parts.map { ("\($0.0) part\($0.0 == "1" ? "" : "s")", int($0.1)) }, total: max(1, parts.map { int($0.1) }.max() ?? 1), cssClass: "parts")
+            h += "</section>\n"
+        }
+
         // Delivery.
         if let delivery, case .object(let byStatus)? = delivery["by_status"], !byStatus.isEmpty {
             h += "<section><h2>Delivery</h2>"

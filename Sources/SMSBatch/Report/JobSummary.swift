@@ -41,6 +41,11 @@ public struct JobSummary: Sendable {
     /// Promotional rows moved to the next promo-window opening, by new time.
     public var deferred: [DeferredEntry] = []
     public var warnings: [String] = []
+    /// Rows to send by encoding (`gsm7`, `ucs2`; `other` for products that count no SMS
+    /// parts) and by their number of SMS parts: what the campaign will cost.
+    public var messagesByEncoding: [String: Int] = [:]
+    /// `partsCount[n]`: rows to send of n SMS parts (index 0: products without parts).
+    public var partsCount: [Int] = []
     public var outputDir = ""
     /// The completed job whose content this file repeats (nothing sent).
     public var repeatOf: String?
@@ -148,6 +153,11 @@ public struct JobSummary: Sendable {
                 ("to", .array(deferred.map { .object([("scheduled_at", .string(UTCTime.iso($0.scheduledAt))), ("rows", .int($0.rows))]) })),
             ])),
             ("repeat_of", repeatOf.map { .string($0) } ?? .null),
+            ("messages", .object([
+                ("by_encoding", .object(messagesByEncoding.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+                ("by_parts", .object(partsCount.enumerated().filter { $0.offset > 0 && $0.element > 0 }.map { (String($0.offset), .int($0.element)) })),
+                ("sms_parts", .int(partsCount.enumerated().reduce(0) { $0 + $1.offset * $1.element })),
+            ])),
             ("warnings", .array(warnings.map { .string($0) })),
         ])
     }

@@ -62,6 +62,10 @@ struct ReportStep: ~Copyable {
                     summary.duplicatesByReason[first > 0 ? "in_file" : "repeat_within_window", default: 0] += 1
                     try writeDuplicate(r.row, firstRow: first, v, block)
                 } else {
+                    let parts = v.encoding == nil ? 0 : Int(v.segments)
+                    if parts >= summary.partsCount.count { summary.partsCount += [Int](repeating: 0, count: parts + 1 - summary.partsCount.count) }
+                    summary.partsCount[parts] += 1
+                    summary.messagesByEncoding[v.encoding?.name ?? "other", default: 0] += 1
                     try writeBatchRow(r.row, batch: split.batchOf[k], time: split.timeOf[k], v, dedupe.digests[k], block)
                 }
             }
