@@ -43,7 +43,13 @@ public struct JobSummary: Sendable {
     public var warnings: [String] = []
     /// Rows to send by encoding (`gsm7`, `ucs2`; `other` for products that count no SMS
     /// parts) and by their number of SMS parts: what the campaign will cost.
-    public var messagesByEncoding: [String: Int] = [:]
+    public var messagesByEncoding: [String: Int] {
+        var out: [String: Int] = [:]
+        for (k, name) in ["gsm7", "ucs2", "other"].enumerated() where encodingCount[k] > 0 { out[name] = encodingCount[k] }
+        return out
+    }
+    /// Rows to send counted as gsm7, ucs2, other (an array: the hot path adds one per row).
+    public var encodingCount = [0, 0, 0]
     /// `partsCount[n]`: rows to send of n SMS parts (index 0: products without parts).
     public var partsCount: [Int] = []
     public var outputDir = ""

@@ -65,7 +65,7 @@ struct ReportStep: ~Copyable {
                     let parts = v.encoding == nil ? 0 : Int(v.segments)
                     if parts >= summary.partsCount.count { summary.partsCount += [Int](repeating: 0, count: parts + 1 - summary.partsCount.count) }
                     summary.partsCount[parts] += 1
-                    summary.messagesByEncoding[v.encoding?.name ?? "other", default: 0] += 1
+                    summary.encodingCount[v.encoding.map { $0 == .gsm7 ? 0 : 1 } ?? 2] += 1
                     try writeBatchRow(r.row, batch: split.batchOf[k], time: split.timeOf[k], v, dedupe.digests[k], block)
                 }
             }
