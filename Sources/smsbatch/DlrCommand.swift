@@ -51,9 +51,7 @@ struct DlrCommand: AsyncParsableCommand {
     private func printOutcome(_ result: DeliveryPuller.Result, ledger: any Ledger, now: Int64) throws {
         if result.jobs.isEmpty { say("no job awaits delivery reports") }
         for id in result.jobs {
-            var counts = try ledger.deliveryCounts(jobID: id)
-            if result.expiredJobs.contains(id) { counts = counts.expired() }
-            say(HumanSummary.deliveryLine(job: id, counts))
+            say(HumanSummary.deliveryLine(job: id, try ledger.deliveryCounts(jobID: id)))
         }
         let r = result.recording
         printError("smsbatch: \(result.requests) lookups; \(r.recorded) final statuses recorded now, \(r.repeated) already known, "

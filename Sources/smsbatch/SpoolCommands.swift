@@ -105,7 +105,6 @@ struct JobsCommand: AsyncParsableCommand {
             say(json ? "[]" : "no jobs yet")
             return
         }
-        let now = common.parsedNow ?? Int64(Date().timeIntervalSince1970)
         do {
             let ledger = try LedgerStore.open(config)
             if let job {
@@ -113,11 +112,11 @@ struct JobsCommand: AsyncParsableCommand {
                     report(CommandError(subject: config.statePath, problem: "no job \(job) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))
                     throw ExitCode(ExitStatus.noInput.rawValue)
                 }
-                let view = try JobView.load(record, from: ledger, batches: true, expiredBy: (config.dlr.stopAfter, now))
+                let view = try JobView.load(record, from: ledger, batches: true)
                 say(json ? JobListing.json(view) : JobListing.detail(view))
             } else {
                 var views: [JobView] = []
-                for record in try ledger.jobs() { views.append(try JobView.load(record, from: ledger, batches: false, expiredBy: (config.dlr.stopAfter, now))) }
+                for record in try ledger.jobs() { views.append(try JobView.load(record, from: ledger, batches: false)) }
                 say(json ? JobListing.json(views) : JobListing.table(views))
             }
         } catch let e as LedgerError {

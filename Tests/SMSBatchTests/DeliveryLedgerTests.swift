@@ -49,7 +49,6 @@ struct DeliveryLedgerTests {
         #expect(counts.total == ["DELIVRD": 1, "ABSENT-SUB": 1, "AWAITING-DLR": 2])
         #expect(counts.batches[1] == counts.total)
         #expect(counts.outcomes() == [.delivered: 1, .failed: 1, .pending: 2])
-        #expect(counts.expired().total == ["DELIVRD": 1, "ABSENT-SUB": 1, "EXPIRED-UNKNOWN": 2])
         #expect(try ledger.jobsAwaitingDelivery() == ["j"])
         // What a pull asks for: row 4's group, and row 5 (no group) by itself.
         let lookups = try ledger.awaitingLookups(jobID: "j")

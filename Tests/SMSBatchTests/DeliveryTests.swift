@@ -154,7 +154,7 @@ struct DeliveryLifecycleTests {
         let delivery = sent.summaryJSON["delivery"] as? [String: Any]
         #expect(delivery?["delivered"] as? Int == 0)
         #expect(delivery?["expired_unknown"] as? Int == 500)
-        let view = try JobView.load(record, from: ledger, batches: true, expiredBy: (config.dlr.stopAfter, deadline))
+        let view = try JobView.load(record, from: ledger, batches: true)
         #expect(view.delivery.total == ["EXPIRED-UNKNOWN": 500])
         // Expired is final: a report arriving later changes nothing and is a conflict; the
         // job no longer awaits anything.
@@ -215,5 +215,37 @@ struct DeliveryColumnsTests {
             + "2,+919876543210,MOBTXT,T,submitted,m2,200,,,1,1,gsm7,,DELIVRD,2026-11-26T04:31:40Z,delivered, Hi there \n"
             + "3,+919876543211,MOBTXT,T,submitted,m3,200,,,1,1,gsm7,,AWAITING-DLR,,pending,\"a, \"\"b\"\"\nc\"\n"
             + "4,+919876543212,MOBTXT,T,failed,,422,E,bad,1,1,gsm7,,,,,\tx\t\n")
+    }
+}
+
+@Suite("Sandbox sms/status pages (SPEC §11)")
+struct StatusPagesTests {
+    @Test("a group of 250 is answered 100 a page with links and meta; the puller follows meta, or links when there is no meta")
+    func pages() async throws {
+        let dir = TempDir()
+        let provider = try TestProvider { $0.dlrDelay = 0; $0.rateLimit = 0 }
+        // 250 rows of one product and time: one request, one group.
+        let rows = (0..<250).map { "9198765\(String(format: "%05d", $0)),MOBTXT,Hello \($0),T" }
+        let path = dir.write("one-group.csv", "recipient,sender,message,product\n" + rows.joined(separator: "\n") + "\n")
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        let sent = try await sendJob(path, config: config, in: dir)
+        #expect(sent.summary.submitted == 250)
+        let ledger = try SQLiteLedger(path: config.statePath)
+        let group = try #require(try ledger.awaitingLookups(jobID: sent.summary.job).groups.first)
+        let client = ProviderClient(endpoint: provider.server.endpoint, token: provider.token, auth: .header, timeout: 10, concurrency: 1)
+        func page(_ n: Int) async throws -> JSONValue {
+            try #require(JSONValue.parse(try await client.get("sms/status", query: [("group_id", group), ("page", String(n))]).get().body))
+        }
+        let first = try await page(1), last = try await page(3)
+        #expect(DeliveryPuller.reports(first).count == 100 && DeliveryPuller.reports(last).count == 50)
+        #expect(first["meta"]?["last_page"] == .int(3) && first["meta"]?["total"] == .int(250))
+        #expect(first["links"]?["next"]?.text?.contains("page=2") == true && first["links"]?["prev"] == .null)
+        #expect(last["links"]?["next"] == .null)
+        #expect(DeliveryPuller.reports(first).allSatisfy { $0.isFinal && $0.at != nil && !$0.messageId.isEmpty })
+        #expect(DeliveryPuller.hasNextPage(first, page: 1) && !DeliveryPuller.hasNextPage(last, page: 3))
+        // Without meta, links decide.
+        #expect(DeliveryPuller.hasNextPage(.object([("links", .object([("next", .string("/x?page=2"))]))]), page: 1))
+        #expect(!DeliveryPuller.hasNextPage(.object([("links", .object([("next", .null)]))]), page: 1))
     }
 }

@@ -22,8 +22,7 @@ public enum DeliveryOutputs {
         let expired = now >= deadline(job: job, plan: plan, stopAfter: config.dlr.stopAfter)
         if expired { _ = try ledger.expireDeliveries(jobID: job.id, at: now) }
         guard let dir = job.outputDir, FileManager.default.fileExists(atPath: dir) else { return nil }
-        var counts = try ledger.deliveryCounts(jobID: job.id)
-        if expired { counts = counts.expired() }
+        let counts = try ledger.deliveryCounts(jobID: job.id)
         // Final statuses never change: the same counts as last time mean the same files.
         let summaryPath = (dir as NSString).appendingPathComponent("summary.json")
         let previous = FileManager.default.contents(atPath: summaryPath).flatMap { JSONValue.parse($0) }?["delivery"]

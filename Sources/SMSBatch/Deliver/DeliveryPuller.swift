@@ -195,8 +195,6 @@ public final class DeliveryPuller: Sendable {
     }
 
     private func backoff(_ attempt: Int) async {
-        let cap = min(30.0, 0.25 * pow(2.0, Double(attempt - 1)))
-        let wait = jitter.withLock { Double.random(in: cap / 2...cap, using: &$0) }
-        await time.sleep(seconds: wait)
+        await time.sleep(seconds: jitter.withLock { Backoff.seconds(attempt: attempt, using: &$0) })
     }
 }

@@ -143,22 +143,4 @@ public struct DeliveryCounts: Sendable, Equatable {
         for (status, n) in counts ?? total { out[DeliveryStatus.outcome(of: status), default: 0] += n }
         return out
     }
-
-    /// The counts with rows still pending shown as `EXPIRED-UNKNOWN` (past `dlr.stop_after`).
-    public func expired() -> DeliveryCounts {
-        func move(_ c: [String: Int]) -> [String: Int] {
-            var c = c
-            var pending = 0
-            for (status, n) in c where DeliveryStatus.outcome(of: status) == .pending {
-                pending += n
-                c[status] = nil
-            }
-            if pending > 0 { c[DeliveryStatus.expiredUnknown, default: 0] += pending }
-            return c
-        }
-        var out = DeliveryCounts()
-        out.total = move(total)
-        out.batches = batches.mapValues(move)
-        return out
-    }
 }

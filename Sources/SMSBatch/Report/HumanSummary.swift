@@ -87,16 +87,8 @@ public func parseISO8601(_ s: String) -> Int64? {
 }
 
 extension HumanSummary {
-    /// One job's delivery in a line: `JOB  delivered 950 (95.0%)  failed 50 …`.
+    /// One job's delivery in a line: `JOB  delivered 950, failed 50 (ABSENT-SUB 30, …), pending 0`.
     public static func deliveryLine(job: String, _ counts: DeliveryCounts) -> String {
-        let o = counts.outcomes()
-        let submitted = counts.total.values.reduce(0, +)
-        func pct(_ n: Int) -> String { submitted == 0 ? "" : String(format: " (%.1f%%)", Double(n) * 100 / Double(submitted)) }
-        let failed = (o[.failed] ?? 0) + (o[.failedOther] ?? 0)
-        var line = "\(job)  delivered \(o[.delivered] ?? 0)\(pct(o[.delivered] ?? 0))  failed \(failed)\(pct(failed))  pending \(o[.pending] ?? 0)"
-        if let expired = o[.expired], expired > 0 { line += "  expired-unknown \(expired)" }
-        let failures = counts.total.filter { DeliveryStatus.outcome(of: $0.key).isFailure }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
-        if !failures.isEmpty { line += "  [" + failures.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "]" }
-        return line
+        "\(job)  " + JobListing.deliveryWords(counts.total)
     }
 }

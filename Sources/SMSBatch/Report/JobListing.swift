@@ -10,8 +10,8 @@ public struct JobView: Sendable {
     public var submitted: Int, failed: Int, inDoubt: Int
     public var pending: Int { max(0, record.toSend - submitted - failed - inDoubt) }
     public var batches: [Batch] = []
-    /// Submitted rows by delivery status (SPEC §11); rows still pending past `dlr.stop_after`
-    /// show as `EXPIRED-UNKNOWN`.
+    /// Submitted rows by delivery status (SPEC §11), as the ledger has them (`EXPIRED-UNKNOWN`
+    /// once a pull or refresh has recorded it past `dlr.stop_after`).
     public var delivery = DeliveryCounts()
 
     public struct Batch: Sendable {
@@ -26,9 +26,7 @@ public struct JobView: Sendable {
 
     /// Reads the job's state from the ledger: stored counts for a finished job, counts from
     /// the recorded answers for an unfinished one; with `batches`, every batch's plan and counts.
-    /// `expiredBy`: `dlr.stop_after` and the time now, to show rows still pending past it as expired.
-    public static func load(_ record: JobRecord, from ledger: any Ledger, batches withBatches: Bool,
-                            expiredBy: (stopAfter: Int, now: Int64)? = nil) throws(LedgerError) -> JobView {
+    public static func load(_ record: JobRecord, from ledger: any Ledger, batches withBatches: Bool) throws(LedgerError) -> JobView {
         var status = record.status
         if status.isUnderway && !ledger.isHeld(record.id, outputDir: record.outputDir) { status = .interrupted }
         var view = JobView(record: record, status: status, submitted: record.submitted, failed: record.failed, inDoubt: record.inDoubt)
@@ -56,10 +54,6 @@ public struct JobView: Sendable {
                 for (status, n) in statuses { view.delivery.add(batch: batch, status: status, count: n); finals += n }
             }
             if view.submitted > finals { view.delivery.add(batch: 0, status: DeliveryStatus.awaiting, count: view.submitted - finals) }
-        }
-        if let (stopAfter, now) = expiredBy,
-           now >= DeliveryOutputs.deadline(job: record, plan: try ledger.plan(jobID: record.id), stopAfter: stopAfter) {
-            view.delivery = view.delivery.expired()
         }
         if withBatches {
             view.batches = try ledger.plan(jobID: record.id).map {

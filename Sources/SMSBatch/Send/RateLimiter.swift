@@ -50,3 +50,13 @@ actor RateLimiter {
         pausedUntil = max(pausedUntil, clock.now() + seconds)
     }
 }
+
+/// The wait before retry `attempt` (from 1) of a request that failed without a Retry-After:
+/// exponential backoff with jitter, 0.25 s · 2^(attempt-1) capped at 30 s, drawn from its
+/// upper half. Sends and lookups (in-doubt and delivery reports) share it.
+enum Backoff {
+    static func seconds(attempt: Int, using rng: inout SplitMix64) -> Double {
+        let cap = min(30.0, 0.25 * pow(2.0, Double(attempt - 1)))
+        return Double.random(in: cap / 2...cap, using: &rng)
+    }
+}

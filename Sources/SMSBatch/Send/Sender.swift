@@ -501,9 +501,7 @@ final class Sender: Sendable {
     /// Exponential backoff with full jitter: up to 0.25 s · 2^(attempt-1), at most 30 s, or
     /// the provider's Retry-After when it gives one.
     private func backoff(attempt: Int, retryAfter: Double?) async {
-        let cap = min(30.0, 0.25 * pow(2.0, Double(attempt - 1)))
-        let wait = retryAfter ?? jitter.withLock { Double.random(in: cap / 2...cap, using: &$0) }
-        await time.sleep(seconds: wait)
+        await time.sleep(seconds: retryAfter ?? jitter.withLock { Backoff.seconds(attempt: attempt, using: &$0) })
     }
 
     // MARK: - Result files
