@@ -19,6 +19,10 @@ let package = Package(
         // The webhook receiver faces the internet: SwiftNIO's event loops and HTTP/1 parser
         // (header size limit, no thread per connection) under our own timeouts and limits.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Metrics: the pipeline counts through swift-metrics' API (CoreMetrics only); the
+        // command line exports them in Prometheus text format with swift-prometheus.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Debian's libcsv-dev ships no pkg-config file: a plain [system] module map.
@@ -43,6 +47,7 @@ let package = Package(
             dependencies: [
                 "CCSV", "CArchive", "CCrypto", "CSQLite", "CCurl",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings),
         // The provider simulator (SPEC §8) and its small HTTP server: `smsbatch sandbox`,
@@ -58,10 +63,21 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
+        // Prometheus text format: `watch --metrics` (with /healthz) and `--metrics-file`.
+        .target(
+            name: "SMSBatchMetrics",
+            dependencies: [
+                "SMSBatch",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "smsbatch",
             dependencies: [
-                "SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook",
+                "SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook", "SMSBatchMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -71,7 +87,7 @@ let package = Package(
             name: "gen-recipients", dependencies: ["RecipientGenerator"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SMSBatchTests",
-            dependencies: ["SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook", "CArchive", "RecipientGenerator"],
+            dependencies: ["SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook", "SMSBatchMetrics", "CArchive", "RecipientGenerator"],
             swiftSettings: swiftSettings),
     ]
 )

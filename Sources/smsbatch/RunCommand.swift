@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SMSBatch
+import SMSBatchMetrics
 import SMSBatchSandbox
 
 struct RunCommand: AsyncParsableCommand {
@@ -13,6 +14,7 @@ struct RunCommand: AsyncParsableCommand {
     var out: String?
 
     @OptionGroup var job: JobOptions
+    @OptionGroup var metricsFile: MetricsFileOption
 
     @Flag(help: "Print summary.json to stdout instead of the human summary.")
     var json = false
@@ -32,7 +34,10 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try common.loadConfig()
-        let options = job.runOptions(now: common.parsedNow)
+        var options = job.runOptions(now: common.parsedNow)
+        let exporter = metricsFile.exporter()
+        if let exporter { options.metrics = exporter.metrics }
+        defer { metricsFile.write(exporter) }
         if !options.dryRun {
             Shutdown.install()
             // Sending with nothing configured is allowed (the sandbox) but never silent.
@@ -61,6 +66,7 @@ struct RunCommand: AsyncParsableCommand {
                     say(HumanSummary.outcome(result.summary))
                 }
                 worst = max(worst, result.exitStatus)
+                metricsFile.write(exporter)
                 if let wait = waitDlr.flatMap({ ConfigText.seconds($0) }), wait > 0, result.summary.submitted > 0, !json {
                     await waitForDeliveries(result.summary, seconds: wait, config: config, options: options, sandbox: sandbox)
                 }

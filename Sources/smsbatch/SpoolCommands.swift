@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SMSBatch
+import SMSBatchMetrics
 import SMSBatchSandbox
 
 /// Options of the commands that run jobs from the spool.
@@ -35,16 +36,42 @@ struct JobOptions: ParsableArguments {
 /// Runs a spool command, mapping its errors to exit codes. Says first which configuration,
 /// spool and ledger it uses (a folder of its own creates them: never silently), then one
 /// line per job on stdout.
-func runSpool(_ common: CommonOptions, _ job: JobOptions, _ body: (SpoolRunner) async throws -> ExitStatus) async throws {
+/// `serve`: `watch --metrics`, the address to serve /metrics and /healthz on.
+func runSpool(_ common: CommonOptions, _ job: JobOptions, _ metricsFile: MetricsFileOption, serve: ListenAddress? = nil,
+              _ body: (SpoolRunner) async throws -> ExitStatus) async throws {
     let config = try common.loadConfig()
     let root = config.watch.root
     let spoolExisted = FileManager.default.fileExists(atPath: root)
     let ledgerExisted = FileManager.default.fileExists(atPath: config.statePath)
+    let exporter = metricsFile.exporter(serve != nil)
+    var options = job.runOptions(now: common.parsedNow)
+    if let exporter { options.metrics = exporter.metrics }
+    var server: MetricsServer?
+    defer {
+        server?.stop()
+        metricsFile.write(exporter)
+    }
     do {
-        let runner = try SpoolRunner(config: config, options: job.runOptions(now: common.parsedNow), progress: TerminalProgress(), sandbox: SandboxLauncher())
-        runner.onJob = { say(HumanSummary.jobLine($0.summary)) }
+        let runner = try SpoolRunner(config: config, options: options, progress: TerminalProgress(), sandbox: SandboxLauncher())
+        runner.onJob = {
+            say(HumanSummary.jobLine($0.summary))
+            metricsFile.write(exporter)
+        }
         printError("smsbatch: configuration \(common.configSource); spool \(root)\(spoolExisted ? "" : " (created now)"); "
             + "ledger \(config.statePath)\(ledgerExisted ? "" : " (new)"); sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: job.dryRun))")
+        if let serve, let exporter {
+            let metrics = exporter.metrics
+            do {
+                server = try MetricsServer(listen: serve.host, port: serve.port, exporter: exporter) {
+                    metrics.loopProblem() ?? LedgerStore.writeProblem(config)
+                }
+            } catch {
+                report(CommandError(subject: "--metrics", problem: "cannot listen on \(serve.host) port \(serve.port): \(error)", exitStatus: .osError))
+                throw ExitCode(ExitStatus.osError.rawValue)
+            }
+            // One line, at once: callers read it to learn the port.
+            printError("smsbatch: metrics on http://\(serve.host):\(server!.port)/metrics (health: /healthz)")
+        }
         let status = try await body(runner)
         if status != .ok { throw ExitCode(status.rawValue) }
     } catch let e as any Diagnosable {
@@ -59,8 +86,9 @@ struct DrainCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var job: JobOptions
+    @OptionGroup var metricsFile: MetricsFileOption
 
-    func run() async throws { try await runSpool(common, job) { try await $0.drain() } }
+    func run() async throws { try await runSpool(common, job, metricsFile) { try await $0.drain() } }
 }
 
 struct WatchCommand: AsyncParsableCommand {
@@ -69,15 +97,24 @@ struct WatchCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var job: JobOptions
+    @OptionGroup var metricsFile: MetricsFileOption
+
+    @Option(help: "Serve Prometheus metrics and /healthz at HOST:PORT (127.0.0.1:9464; a bare port listens on 127.0.0.1; port 0: any free port, printed).")
+    var metrics: String?
 
     func validate() throws {
+        if let metrics, ListenAddress(metrics) == nil {
+            throw ValidationError("--metrics: '\(metrics)' is not HOST:PORT like 127.0.0.1:9464")
+        }
         // A daemon with --force would send again every repeat anyone drops, for as long as it runs.
         if job.force {
             throw ValidationError("--force is refused for watch: it would resend every repeated file dropped while it runs; use 'smsbatch run --force FILE' for the one file")
         }
     }
 
-    func run() async throws { try await runSpool(common, job) { try await $0.watch() } }
+    func run() async throws {
+        try await runSpool(common, job, metricsFile, serve: metrics.flatMap(ListenAddress.init)) { try await $0.watch() }
+    }
 }
 
 struct JobsCommand: AsyncParsableCommand {

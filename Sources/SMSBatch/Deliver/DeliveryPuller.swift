@@ -33,12 +33,12 @@ public final class DeliveryPuller: Sendable {
     private let jitter: Mutex<SplitMix64>
 
     init(config: PipelineConfig, ledger: any Ledger, endpoint: ProviderEndpoint, progress: ProgressReporter,
-         stop: StopSignal = .process, time: any MonotonicClock = RealClock(), seed: UInt64 = 1) {
+         stop: StopSignal = .process, time: any MonotonicClock = RealClock(), seed: UInt64 = 1, metrics: PipelineMetrics = .none) {
         self.config = config
         self.ledger = ledger
         client = ProviderClient(endpoint: endpoint.url, token: endpoint.token, auth: config.send.auth, timeout: config.send.timeout,
-                                concurrency: 1)
-        limiter = RateLimiter(perMinute: config.send.statusRequestsPerMinute, clock: time)
+                                concurrency: 1, metrics: metrics)
+        limiter = RateLimiter(perMinute: config.send.statusRequestsPerMinute, clock: time) { metrics.rateLimitWait.increment(by: $0) }
         self.progress = progress
         self.stop = stop
         self.time = time
@@ -53,7 +53,7 @@ public final class DeliveryPuller: Sendable {
         let endpoint = try ProviderEndpoint.resolve(config.send, sandbox: sandbox,
                                                     environment: options.environment ?? ProcessInfo.processInfo.environment)
         return DeliveryPuller(config: config, ledger: ledger, endpoint: endpoint, progress: progress, stop: stop, time: options.time,
-                              seed: options.jitterSeed ?? UInt64.random(in: 0...UInt64.max))
+                              seed: options.jitterSeed ?? UInt64.random(in: 0...UInt64.max), metrics: options.metrics)
     }
 
     /// Pulls for `jobIDs` (every job still awaiting reports when empty) and refreshes each

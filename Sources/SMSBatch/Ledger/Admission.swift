@@ -86,7 +86,22 @@ struct Admission {
 
 /// Opens the ledger `state` configures: SQLite at `state.path` (a second backend chooses here).
 public enum LedgerStore {
-    public static func open(_ config: PipelineConfig) throws(LedgerError) -> any Ledger {
-        try SQLiteLedger(path: config.statePath)
+    /// `metrics`: where each write transaction's time is counted.
+    public static func open(_ config: PipelineConfig, metrics: PipelineMetrics = .none) throws(LedgerError) -> any Ledger {
+        let ledger = try SQLiteLedger(path: config.statePath)
+        if metrics !== PipelineMetrics.none {
+            ledger.db.onCommit = { seconds in
+                metrics.ledgerCommitDuration.recordSeconds(seconds)
+                metrics.beat()
+            }
+        }
+        return ledger
+    }
+
+    /// Why the configured ledger cannot take a write now, nil when it can (`/healthz`):
+    /// a write transaction of its own, on its own connection, that waits at most
+    /// `timeout` seconds for the write lock. Creates nothing.
+    public static func writeProblem(_ config: PipelineConfig, timeout: Double = 2) -> String? {
+        SQLiteLedger.writeProblem(path: config.statePath, timeout: timeout)
     }
 }

@@ -74,13 +74,14 @@ final class SQLiteDatabase: @unchecked Sendable {
         return UnsafePointer(p)
     }()
 
-    /// Opens (creating if needed) the database at `path`, read-write and serialized, with a
-    /// 10 s busy timeout so a second process waits for a lock instead of failing at once.
+    /// Opens (creating if needed, unless `create` is false) the database at `path`, read-write
+    /// and serialized, with a busy timeout (10 s by default) so a second process waits for a
+    /// lock instead of failing at once.
     ///
     /// - Throws: `SQLiteError` when the file cannot be opened or is not a database.
-    init(path: String) throws(SQLiteError) {
+    init(path: String, create: Bool = true, busyTimeout: Double = 10) throws(SQLiteError) {
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
@@ -88,8 +89,11 @@ final class SQLiteDatabase: @unchecked Sendable {
             throw SQLiteError(code: rc, message: message, sql: "")
         }
         handle = db
-        sqlite3_busy_timeout(db, 10_000)
+        sqlite3_busy_timeout(db, Int32(busyTimeout * 1000))
     }
+
+    /// Told the seconds of each write transaction, BEGIN to COMMIT (metrics).
+    var onCommit: (@Sendable (Double) -> Void)?
 
     deinit { close() }
 
@@ -170,10 +174,12 @@ final class SQLiteDatabase: @unchecked Sendable {
     func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         lock.lock()
         defer { lock.unlock() }
+        let started = ContinuousClock.now
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body()
             try execute("COMMIT")
+            onCommit?((ContinuousClock.now - started).seconds)
             return result
         } catch {
             // After a failed COMMIT SQLite may already have rolled back; ignore that error.

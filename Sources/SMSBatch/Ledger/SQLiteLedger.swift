@@ -58,6 +58,24 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
     /// Closes the file; later calls throw. The ledger also closes when released.
     public func close() { db.close() }
 
+    /// Why the ledger at `path` cannot take a write now, nil when it can: opens it without
+    /// creating it and rewrites its schema version unchanged in a write transaction (a real
+    /// write, so a read-only file, a full disk or a held write lock all show).
+    static func writeProblem(path: String, timeout: Double) -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return "\(path): the ledger does not exist" }
+        do {
+            let probe = try SQLiteDatabase(path: path, create: false, busyTimeout: timeout)
+            defer { probe.close() }
+            try probe.transaction { () throws(SQLiteError) in
+                let version = try probe.query("PRAGMA user_version").first?.int64(0) ?? 0
+                try probe.execute("PRAGMA user_version = \(version)")
+            }
+            return nil
+        } catch {
+            return "\(path): the ledger cannot be written: \(error.message)"
+        }
+    }
+
     // MARK: - Schema
 
     static let migration1 = """
@@ -210,7 +228,7 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
     /// - Throws: `LedgerError` (SQLITE_CONSTRAINT) when a job with this id exists.
     public func createJob(_ j: JobRecord) throws(LedgerError) {
         try wrap {
-            try db.execute(
+            try db.transaction { () throws(SQLiteError) in try db.execute(
                 "INSERT INTO jobs(\(Self.jobColumns), updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [.text(j.id), .text(j.input), .text(j.sha256), .text(j.status.rawValue), .integer(j.clock),
                  j.outputDir.map { .text($0) } ?? .null, j.repeatOf.map { .text($0) } ?? .null,
@@ -218,7 +236,7 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
                  .integer(Int64(j.duplicates)), .integer(Int64(j.toSend)), .integer(Int64(j.submitted)),
                  .integer(Int64(j.failed)), .integer(j.startedAt), j.finishedAt.map { .integer($0) } ?? .null,
                  .integer(Int64(j.inDoubt)), j.fileNow.map { .text($0) } ?? .null, j.destination.map { .text($0) } ?? .null,
-                 .integer(Self.wallClock())])
+                 .integer(Self.wallClock())]) }
         }
     }
 
@@ -239,13 +257,13 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
         if let finishedAt { sets.append("finished_at = ?"); values.append(.integer(finishedAt)) }
         if let destination { sets.append("destination = ?"); values.append(.text(destination)) }
         values.append(.text(id))
-        let changed = try wrap { try db.execute("UPDATE jobs SET \(sets.joined(separator: ", ")) WHERE id = ?", values) }
+        let changed = try wrap { try db.transaction { () throws(SQLiteError) in try db.execute("UPDATE jobs SET \(sets.joined(separator: ", ")) WHERE id = ?", values) } }
         if changed == 0 { throw LedgerError(path: path, code: 0, message: "no job \(id)") }
     }
 
     /// Records where the job's input file went (done/ or failed/).
     public func recordFileLocation(jobID: String, path file: String) throws(LedgerError) {
-        try wrap { try db.execute("UPDATE jobs SET file_now = ?, updated_at = ? WHERE id = ?", [.text(file), .integer(Self.wallClock()), .text(jobID)]) }
+        try wrap { try db.transaction { () throws(SQLiteError) in try db.execute("UPDATE jobs SET file_now = ?, updated_at = ? WHERE id = ?", [.text(file), .integer(Self.wallClock()), .text(jobID)]) } }
     }
 
     /// The job with this id, nil when there is none.
@@ -353,8 +371,7 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
         let values: [SQLiteValue] = [.text(jobID), .integer(Int64(batch)), .blob(RowListCodec.encode(rows)), .integer(Int64(rows.count)),
                                      .integer(Self.wallClock())]
         let id = try wrap { () throws(SQLiteError) -> Int64? in
-            guard !retrying.isEmpty else { return try db.query(insert, values).first?.int64(0) }
-            return try db.transaction { () throws(SQLiteError) -> Int64? in
+            try db.transaction { () throws(SQLiteError) -> Int64? in
                 for row in retrying {
                     try db.execute(#"UPDATE messages SET state = 'in_flight' WHERE job_id = ? AND "row" = ? AND state = 'failed'"#,
                                    [.text(jobID), .integer(Int64(row))])
@@ -477,7 +494,7 @@ public final class SQLiteLedger: Ledger, @unchecked Sendable {
 
     /// Forgets digests sent before `sentBefore` (UTC s): older than any window still asked.
     public func prune(sentBefore: Int64) throws(LedgerError) {
-        try wrap { try db.execute("DELETE FROM sent_index WHERE sent_at < ?", [.integer(sentBefore)]) }
+        try wrap { try db.transaction { () throws(SQLiteError) in try db.execute("DELETE FROM sent_index WHERE sent_at < ?", [.integer(sentBefore)]) } }
     }
 
     // MARK: - Locks

@@ -17,6 +17,9 @@ public struct RunOptions: Sendable {
     public var environment: [String: String]?
     /// The clock of the rate limits and backoff (tests give a virtual one).
     package var time: any MonotonicClock = RealClock()
+    /// Where the run counts what it does (Prometheus under `watch --metrics` and
+    /// `--metrics-file`); nothing by default.
+    public var metrics: PipelineMetrics = .none
     public init() {}
 }
 

@@ -46,7 +46,7 @@ public final class JobRunner {
     /// The ledger of this run, opened on first use.
     func openLedger() throws(RunError) -> any Ledger {
         if let ledger { return ledger }
-        do { ledger = try LedgerStore.open(config) } catch { throw .ledger(error) }
+        do { ledger = try LedgerStore.open(config, metrics: options.metrics) } catch { throw .ledger(error) }
         return ledger!
     }
 
@@ -55,6 +55,22 @@ public final class JobRunner {
     ///   `RunError.report` when outputs cannot be written, `RunError.ledger` when the state
     ///   ledger cannot be used. A rejected file is a normal result (`status: rejected`).
     public func run(path: String, outDir: String? = nil) async throws(RunError) -> JobResult {
+        do {
+            let result = try await admitAndRun(path: path, outDir: outDir)
+            options.metrics.jobEnded(result.summary, fileFailed: result.exitStatus != .ok)
+            return result
+        } catch {
+            // The file itself cannot be a job (the spool files it in failed/); a busy job, the
+            // ledger or the outputs leave it to be taken up again.
+            switch error {
+            case .input, .configuredFile, .setting: options.metrics.fileFailed()
+            case .busy, .ledger, .report: break
+            }
+            throw error
+        }
+    }
+
+    private func admitAndRun(path: String, outDir: String?) async throws(RunError) -> JobResult {
         if optOut == nil { try prepare() }
         let outDir = outDir ?? options.outDir
         if options.dryRun { return try await runJob(path: path, ticket: .dryRun(clock: now, dir: outDir)) }
@@ -88,7 +104,7 @@ public final class JobRunner {
         var stage: SendStage?
         if let ledger = ticket.ledger {
             let send = SendStage(config: config, outputs: outputs, ledger: ledger, progress: progress, stop: stop, seed: options.jitterSeed, time: options.time,
-                                 environment: options.environment ?? ProcessInfo.processInfo.environment)
+                                 environment: options.environment ?? ProcessInfo.processInfo.environment, metrics: options.metrics)
             if try await send.prepare(&summary, ticket: ticket, path: path, sandbox: sandbox) { stage = send }
         }
         onPlan?(summary)

@@ -111,8 +111,11 @@ package final class ProviderClient: Sendable {
     private let host: String
     private let port: Int
     private let loop: CurlLoop
+    /// Where requests are counted by HTTP status, and sends timed.
+    private let metrics: PipelineMetrics
 
-    package init(endpoint: String, token: String, auth: AuthPlacement, timeout: Int, concurrency: Int) {
+    package init(endpoint: String, token: String, auth: AuthPlacement, timeout: Int, concurrency: Int, metrics: PipelineMetrics = .none) {
+        self.metrics = metrics
         base = URL(string: endpoint)!
         self.token = token
         self.auth = auth
@@ -148,7 +151,9 @@ package final class ProviderClient: Sendable {
     }
 
     func get(_ path: String, query: [(String, String)] = []) async -> Result<HTTPReply, TransportFailure> {
-        await perform(url(path, query: query), headers: commonHeaders, post: nil)
+        let answer = await perform(url(path, query: query), headers: commonHeaders, post: nil)
+        metrics.request(.lookup, code: try? answer.get().status)
+        return answer
     }
 
     /// POSTs `body` to the endpoint itself (a webhook URL), not to a path under it.
@@ -160,7 +165,10 @@ package final class ProviderClient: Sendable {
     func postJSON(_ path: String, body: Data) async -> Result<HTTPReply, TransportFailure> {
         // An empty `Expect:` keeps libcurl from waiting for a 100 Continue before the body.
         let headers = commonHeaders + ["Content-Type: application/json", "Connection: close", "Expect:"]
-        return await perform(url(path, query: []), headers: headers, post: body)
+        let started = ContinuousClock.now
+        let answer = await perform(url(path, query: []), headers: headers, post: body)
+        metrics.sendAnswered(seconds: (ContinuousClock.now - started).seconds, code: try? answer.get().status)
+        return answer
     }
 
     private func perform(_ url: URL, headers: [String], post body: Data?) async -> Result<HTTPReply, TransportFailure> {

@@ -17,10 +17,13 @@ actor RateLimiter {
     private(set) var startLog: [Double] = []
 
     private let clock: any MonotonicClock
+    /// Told how many seconds each 429 added to the pause (overlapping 429s count once).
+    private let onPause: @Sendable (Double) -> Void
 
     /// `perMinute` 0 turns the limiter off (benchmarks against the in-process sandbox).
-    init(perMinute: Int, clock: any MonotonicClock = RealClock()) {
+    init(perMinute: Int, clock: any MonotonicClock = RealClock(), onPause: @escaping @Sendable (Double) -> Void = { _ in }) {
         self.clock = clock
+        self.onPause = onPause
         self.perMinute = perMinute
         spacing = perMinute > 0 ? 60.0 / Double(perMinute) : 0
     }
@@ -47,7 +50,13 @@ actor RateLimiter {
 
     /// After a 429: nobody starts a request for `seconds`.
     func pause(for seconds: Double) {
-        pausedUntil = max(pausedUntil, clock.now() + seconds)
+        let now = clock.now()
+        let until = now + seconds
+        let added = until - max(pausedUntil, now)
+        if added > 0 {
+            pausedUntil = until
+            onPause(added)
+        }
     }
 }
 

@@ -89,8 +89,13 @@ final class SendStage {
     /// The clock of the rate limits and backoff.
     let time: any MonotonicClock
 
+    /// Where requests, retries and waits are counted.
+    let metrics: PipelineMetrics
+
     init(config: PipelineConfig, outputs: JobOutputs, ledger: (any Ledger)?, progress: ProgressReporter, stop: StopSignal = .process,
-         seed: UInt64? = nil, time: any MonotonicClock = RealClock(), environment: [String: String] = ProcessInfo.processInfo.environment) {
+         seed: UInt64? = nil, time: any MonotonicClock = RealClock(), environment: [String: String] = ProcessInfo.processInfo.environment,
+         metrics: PipelineMetrics = .none) {
+        self.metrics = metrics
         self.stop = stop
         self.time = time
         self.environment = environment
@@ -149,8 +154,9 @@ final class SendStage {
         do {
             let provider = try endpoint()
             let client = ProviderClient(endpoint: provider.url, token: provider.token, auth: config.send.auth,
-                                        timeout: config.send.timeout, concurrency: config.send.concurrency)
-            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop, time: time, seed: seed)
+                                        timeout: config.send.timeout, concurrency: config.send.concurrency, metrics: metrics)
+            let sender = Sender(config: config.send, jobID: jobID, client: client, ledger: ledger, clock: clock, stop: stop, time: time, seed: seed,
+                                metrics: metrics)
             latency = try await sender.checkCredentials()
             self.client = client
             self.sender = sender
@@ -178,6 +184,7 @@ final class SendStage {
         if let sender, refusal == nil {
             let before = try ledger?.sendCounts(jobID: summary.job).total ?? SendCounts()
             let ticker = startTicker(summary, base: before, sender: sender)
+            metrics.sendStarts(pending: summary.toSend - before.submitted - before.failed)
             do {
                 outcome = try await sender.run(queue: reader, outputs: outputs)
             } catch let e as SendError {

@@ -97,10 +97,13 @@ final class Sender: Sendable {
     let time: any MonotonicClock
     /// The backoff jitter: seeded, so a test's retries are the same every run.
     private let jitter: Mutex<SplitMix64>
+    /// Where retries, 429 waits, in-doubt lookups and settled rows are counted.
+    let metrics: PipelineMetrics
 
     init(config: SendConfig, jobID: String, client: ProviderClient, ledger: (any Ledger)? = nil, clock: Int64 = 0,
          progress: SendProgress = SendProgress(), stop: StopSignal = .process, time: any MonotonicClock = RealClock(),
-         seed: UInt64 = UInt64.random(in: 0...UInt64.max)) {
+         seed: UInt64 = UInt64.random(in: 0...UInt64.max), metrics: PipelineMetrics = .none) {
+        self.metrics = metrics
         self.progress = progress
         self.stop = stop
         self.time = time
@@ -110,8 +113,8 @@ final class Sender: Sendable {
         self.client = client
         self.ledger = ledger
         self.clock = clock
-        limiter = RateLimiter(perMinute: config.requestsPerMinute, clock: time)
-        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute, clock: time)
+        limiter = RateLimiter(perMinute: config.requestsPerMinute, clock: time) { metrics.rateLimitWait.increment(by: $0) }
+        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute, clock: time) { metrics.rateLimitWait.increment(by: $0) }
     }
 
     /// Checks the token before anything is sent.
@@ -326,7 +329,7 @@ final class Sender: Sendable {
             await limiter.acquire()
             // A signal may have come while this request waited for its turn.
             if stop.requested { return stopped() }
-            if attempt > 1 { progress.retried() }
+            if attempt > 1 { progress.retried(); metrics.retries.increment() }
             for i in pending { attempts[i] += 1 }
             let batch = rows[pending[0]].batch
             var requestID: Int64? = nil
@@ -349,6 +352,7 @@ final class Sender: Sendable {
                 if let requestID, !stillInDoubt { record(requestID, lastStatus, answered.map { (rows[$0], results[$0]!) }) }
                 progress.settled(submitted: answered.filter { results[$0]!.submitted }.count,
                                  failed: answered.filter { !results[$0]!.submitted }.count, inDoubt: inDoubtRows)
+                metrics.rowsSettled(answered.count + inDoubtRows)
             }
             let started = ContinuousClock.now
             let answer = await client.postJSON("sms/send/json", body: body)
@@ -450,6 +454,7 @@ final class Sender: Sendable {
     /// those disagree is every row asked for one by one. nil when the provider cannot be
     /// asked, or a signal asks to stop: the rows stay in doubt for the next run.
     private func lookUp(_ customs: [String]) async -> [String: String]? {
+        metrics.inDoubtLookups.increment()
         var found: [String: String] = [:]
         guard let first = await status(["cid": customs[0]]) else { return nil }
         if let hit = first.first(where: { $0.custom == customs[0] }) {

@@ -48,10 +48,12 @@ public final class SpoolRunner {
             }
             if Spool.hasWriter(spool.path("inbox", c.name)) == true { continue }
             guard let claimed = spool.claim(c.name) else { continue }
+            options.metrics.filesClaimed.increment()
             worst = max(worst, await process(claimed))
         }
         // Cron's interval is the poll interval: each drain pulls what has arrived.
         if !stop.requested { await pullDeliveries() }
+        if options.metrics !== PipelineMetrics.none { options.metrics.inboxFiles.record(spool.candidates().count) }
         return worst
     }
 
@@ -108,7 +110,12 @@ public final class SpoolRunner {
         progress.note(spool.inbox, "watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
         var lastOrphanScan = -Double.infinity
         var lastPull = -Double.infinity
+        let metrics = options.metrics
+        metrics.setWatching(true)
+        defer { metrics.setWatching(false) }
         while !stop.requested {
+            metrics.beat()
+            if metrics !== PipelineMetrics.none { metrics.inboxFiles.record(spool.candidates().count) }
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
             if now - lastPull >= Double(config.dlr.pollEvery) {
                 lastPull = now
@@ -122,6 +129,7 @@ public final class SpoolRunner {
             }
             for name in watcher.ready(timeout: 0.5) where !stop.requested {
                 guard let claimed = spool.claim(name) else { continue }
+                metrics.filesClaimed.increment()
                 _ = await process(claimed)
             }
         }

@@ -156,3 +156,13 @@ public struct ReportError: Diagnosable {
     public var problem: String { "cannot write: \(String(cString: strerror(errno)))" }
     public var exitStatus: ExitStatus { .ioError }
 }
+
+/// A small file replaced whole: readers see the old content or the new, never a part
+/// (the metrics text file, which node_exporter's textfile collector may read at any time).
+public enum WholeFile {
+    public static func write(_ text: String, to path: String) throws(ReportError) {
+        var file = try OutputFile(path: path)
+        try file.write(text)
+        try file.commit()
+    }
+}
