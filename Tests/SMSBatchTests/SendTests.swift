@@ -40,7 +40,7 @@ final class TestProvider {
 /// Runs one file through the whole pipeline, sending.
 /// `ledger`: the ledger to use (an `InMemoryLedger` in the fast tests); by default SQLite in `dir`.
 func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64 = testNow, force: Bool = false,
-             ledger: (any Ledger)? = nil, time: (any MonotonicClock)? = nil) async throws -> JobOutput {
+             ledger: (any Ledger)? = nil, time: (any MonotonicClock)? = nil, metrics: PipelineMetrics = .none) async throws -> JobOutput {
     var config = config
     // Each test keeps its spool and ledger in its own folder.
     if config.watch.root == PipelineConfig().watch.root { config.watch.root = dir.file("spool") }
@@ -48,6 +48,7 @@ func sendJob(_ file: String, config: PipelineConfig, in dir: TempDir, now: Int64
     options.now = now
     options.force = force
     options.jitterSeed = 1
+    options.metrics = metrics
     if let time { options.time = time }
     let out = dir.file("out-" + UUID().uuidString.prefix(8))
     let runner = JobRunner(config: config, options: options, progress: SilentProgress(), ledger: ledger)
