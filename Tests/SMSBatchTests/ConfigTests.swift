@@ -50,7 +50,7 @@ struct ConfigTests {
         typealias K = ConfigLoader.Keys
         let sections: [(String, [String])] = [
             ("input", K.input), ("validate", K.validate), ("dedupe", K.dedupe), ("caps", K.caps),
-            ("split", K.split), ("send", K.send), ("watch", K.watch), ("state", K.state), ("output", K.output),
+            ("split", K.split), ("send", K.send), ("watch", K.watch), ("state", K.state), ("output", K.output), ("report", K.report),
             ("dlr", K.dlr),
         ]
         #expect(sections.map(\.0) == K.sections)

@@ -131,10 +131,60 @@ struct HTMLReportTests {
         #expect(html.contains("Batches: \(grouped(s.plan.count))"))
     }
 
+    @Test("report.locale en-IN groups digits the Indian way", arguments: [
+        (0, "0"), (999, "999"), (1_000, "1,000"), (99_999, "99,999"), (1_00_000, "1,00,000"), (12_34_567, "12,34,567"),
+        (1_23_45_67_890, "1,23,45,67,890"), (-5_00_000, "-5,00,000"),
+    ])
+    func indianGrouping(n: Int, text: String) {
+        #expect(NumberLocale.indian.grouped(n) == text)
+    }
+
+    @Test("with report.locale: en-IN the page's numbers are grouped the Indian way; pipeline.yaml names the locale")
+    func localeInThePage() async throws {
+        let dir = TempDir()
+        dir.write("p.yaml", "report:\n  locale: en-IN\n")
+        let config = try ConfigLoader.load(path: dir.file("p.yaml"))
+        #expect(config.report.locale == .indian)
+        let (path, _) = try generated(GeneratorOptions(rows: 2_000, seed: 23), in: dir)
+        let out = try await runJob(path, config: config, in: dir)
+        let html = String(decoding: FileManager.default.contents(atPath: out.dir + "/report.html") ?? Data(), as: UTF8.self)
+        #expect(html.contains(">\(NumberLocale.indian.grouped(out.summary.rows))<"))
+        // The caps: 500,000 and 200,000 the Indian way.
+        #expect(html.contains(">5,00,000<") && html.contains(">2,00,000<"))
+        #expect(!html.contains(">500,000<"))
+        dir.write("bad.yaml", "report:\n  locale: fr\n")
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: dir.file("bad.yaml")) }
+    }
+
+    @Test("summary.json's caps say how much of each limit the job used, the largest part for the caps that split; report.html shows each share")
+    func caps() async throws {
+        let dir = TempDir()
+        var config = PipelineConfig()
+        config.caps.quick = 1_500
+        config.caps.kind = .quick
+        config.split.batchSize = 1_000
+        let (path, stats) = try generated(GeneratorOptions(rows: 4_000, seed: 24, invalidShare: 0, duplicateShare: 0), in: dir)
+        let out = try await runJob(path, config: config, in: dir)
+        #expect(out.summary.toSend == stats.valid)
+        let caps = Dictionary(uniqueKeysWithValues: out.summary.caps.map { ($0.name, $0) })
+        #expect(caps["quick"]?.limit == 1_500)
+        #expect(caps["quick"]?.used == out.summary.toSend)
+        #expect(caps["quick"]?.largestPart == 1_500)
+        #expect(caps["channel"]?.used == 0 && caps["voice"]?.used == 0)
+        #expect(caps["file_bytes"]?.used == Int(out.summary.bytes) && caps["file_bytes"]?.limit == 209_715_200)
+        #expect(caps["batch_size"]?.used == 1_000 && caps["batch_size"]?.limit == 500_000)
+        let json = try #require(out.summaryJSON["caps"] as? [[String: Any]])
+        #expect(json.count == 5)
+        let html = String(decoding: FileManager.default.contents(atPath: out.dir + "/report.html") ?? Data(), as: UTF8.self)
+        #expect(html.contains("messages in a quick campaign (caps.quick)</th><td class=\"n\">1,500</td><td class=\"n\">1,500</td>"))
+        #expect(html.contains("100.0 %"))
+        #expect(html.contains("\(out.summary.parts) parts: a cap applies to each part"))
+    }
+
     @Test("text from the file is escaped: a reject detail or file name cannot inject markup")
     func escaped() {
         let summary = JSONValue.object([("job", .string("j<1>")), ("input", .string("<img src=x onerror=alert(1)>.csv")), ("rows", .int(1))])
-        let html = HTMLReport.render(summary, rejects: [["row", "reason", "detail"], ["2", "invalid_utf8", "<script>alert(1)</script>"]])
+        let html = HTMLReport().render(summary, rejects: [["row", "reason", "detail"], ["2", "invalid_utf8", "<script>alert(1)</script>"]])
         #expect(!html.contains("<img") && !html.contains("<script>alert"))
         #expect(html.contains("&lt;img src=x onerror=alert(1)&gt;.csv"))
     }

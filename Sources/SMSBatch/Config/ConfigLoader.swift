@@ -58,6 +58,7 @@ public enum ConfigLoader {
             case "watch": c.watch = try watch(v)
             case "state": c.state = try state(v)
             case "output": c.output = try output(v)
+            case "report": c.report = try report(v)
             case "dlr": c.dlr = try dlr(v)
             default: break  // each() refused unknown keys
             }
@@ -67,7 +68,8 @@ public enum ConfigLoader {
 
     /// The keys of each mapping, named as in SPEC §3.
     enum Keys {
-        static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state", "output", "dlr"]
+        static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state", "output", "report", "dlr"]
+        static let report = ["locale"]
         static let dlr = ["poll_every", "stop_after", "webhook_secret_env", "listen", "port"]
         static let input = ["max_file_bytes", "max_list_bytes", "max_expanded_bytes", "delimiter", "columns"]
         static let validate = ["home_country", "max_invalid_ratio", "max_segments", "optout_list", "products",
@@ -399,6 +401,17 @@ public enum ConfigLoader {
             switch key {
             case "bom": c.bom = try v.bool()
             case "include_message": c.includeMessage = try v.bool()
+            default: break
+            }
+        }
+        return c
+    }
+
+    static func report(_ n: ConfigNode) throws(ConfigError) -> ReportConfig {
+        var c = ReportConfig()
+        try n.each(Keys.report) { key, v throws(ConfigError) in
+            switch key {
+            case "locale": c.locale = try v.choice(NumberLocale.allCases)
             default: break
             }
         }

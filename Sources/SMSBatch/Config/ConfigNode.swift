@@ -131,7 +131,7 @@ struct ConfigNode {
     /// One of `allowed`, by raw value, case-insensitively.
     func choice<T: RawRepresentable>(_ allowed: [T]) throws(ConfigError) -> T where T.RawValue == String {
         let text = try string().trimmingCharacters(in: .whitespaces).lowercased()
-        guard let value = allowed.first(where: { $0.rawValue == text }) else {
+        guard let value = allowed.first(where: { $0.rawValue.lowercased() == text }) else {
             let names = allowed.map(\.rawValue).joined(separator: ", ")
             throw error(.outOfRange, "\(shown) is not one of: \(names)")
         }

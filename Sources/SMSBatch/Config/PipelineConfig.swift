@@ -7,6 +7,7 @@ public struct PipelineConfig: Sendable, Equatable {
     public var validate = ValidateConfig()
     public var dedupe = DedupeConfig()
     public var caps = CapsConfig()
+    public var report = ReportConfig()
     public var split = SplitConfig()
     public var send = SendConfig()
     public var watch = WatchConfig()
@@ -207,6 +208,31 @@ public struct WatchConfig: Sendable, Equatable {
 }
 
 /// How result CSVs are written (beyond SPEC §3: SPEC §7 allows both).
+/// How report.html writes numbers: `en` groups by thousands (1,234,567), `en-IN` the
+/// Indian way (12,34,567).
+public enum NumberLocale: String, Sendable, Equatable, CaseIterable {
+    case international = "en", indian = "en-IN"
+
+    public func grouped(_ n: Int) -> String {
+        guard self == .indian else { return SMSBatch.grouped(n) }
+        let digits = Array(String(n.magnitude))
+        var out = ""
+        for (i, c) in digits.enumerated() {
+            let left = digits.count - i
+            // The last three digits, then groups of two.
+            if i > 0 && (left == 3 || (left > 3 && (left - 3) % 2 == 0)) { out.append(",") }
+            out.append(c)
+        }
+        return n < 0 ? "-" + out : out
+    }
+}
+
+public struct ReportConfig: Sendable, Equatable {
+    /// Digit grouping of report.html's numbers.
+    public var locale: NumberLocale = .international
+    public init() {}
+}
+
 public struct OutputConfig: Sendable, Equatable {
     /// Start result CSVs with a UTF-8 BOM, so spreadsheets read them as UTF-8.
     public var bom = true

@@ -42,7 +42,7 @@ public enum DeliveryOutputs {
         if previous?["failed"] != current["failed"] {
             try DeliveryFailedFile.write(job: job, failed: failed, fallback: cells, config: config, dir: dir)
         }
-        try writeSummary(summaryPath, counts: counts, now: now)
+        try writeSummary(summaryPath, counts: counts, now: now, locale: config.report.locale)
         return counts
     }
 
@@ -62,16 +62,22 @@ public enum DeliveryOutputs {
             ("pending", .int(pending)),
             ("expired_unknown", .int(expired)),
             ("shares", .object([("delivered", share(delivered)), ("failed", share(failed)), ("pending", share(pending + expired))])),
+            ("by_batch", .array(counts.batches.keys.sorted().map { batch in
+                let o = counts.outcomes(counts.batches[batch])
+                return .object([("batch", .int(batch)), ("delivered", .int(o[.delivered] ?? 0)),
+                                ("failed", .int((o[.failed] ?? 0) + (o[.failedOther] ?? 0))),
+                                ("pending", .int(o[.pending] ?? 0)), ("expired_unknown", .int(o[.expired] ?? 0))])
+            })),
             ("updated_at", .string(UTCTime.iso(now))),
         ])
     }
 
-    private static func writeSummary(_ path: String, counts: DeliveryCounts, now: Int64) throws {
+    private static func writeSummary(_ path: String, counts: DeliveryCounts, now: Int64, locale: NumberLocale) throws {
         guard let data = FileManager.default.contents(atPath: path), let summary = JSONValue.parse(data) else { return }
         var file = try OutputFile(path: path)
         try file.write(summary.setting("delivery", json(counts, now: now)).rendered(indent: 2) + "\n")
         try file.commit()
-        try HTMLReport.write(dir: (path as NSString).deletingLastPathComponent)
+        try HTMLReport.write(dir: (path as NSString).deletingLastPathComponent, locale: locale)
     }
 
     /// Fills the delivery columns of one batch file (added at the end when an older file

@@ -8,10 +8,13 @@ final class JobOutputs: Sendable {
     private let outbox: String?
     /// BOM and message column of the result CSVs.
     let format: OutputConfig
+    /// How report.html writes numbers.
+    let locale: NumberLocale
 
     /// `keepBatches`: leave batch files found in `outDir` alone (a repeat writes only its summary).
     init(config: PipelineConfig, outDir: String?, keepBatches: Bool = false) throws(ReportError) {
         format = config.output
+        locale = config.report.locale
         if let outDir {
             dir = outDir
             outbox = nil
@@ -80,7 +83,7 @@ final class JobOutputs: Sendable {
         if let outbox { final = (outbox as NSString).appendingPathComponent(jobID) }
         summary.outputDir = final
         try writeSummary(summary)
-        try HTMLReport.write(dir: dir)
+        try HTMLReport.write(dir: dir, locale: locale)
         if outbox != nil {
             if FileManager.default.fileExists(atPath: final) { try? FileManager.default.removeItem(atPath: final) }
             if rename(dir, final) != 0 { throw ReportError(path: final, errno: errno) }

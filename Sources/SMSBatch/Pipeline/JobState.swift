@@ -236,6 +236,15 @@ struct JobState: ~Copyable {
             summary.warnings.append("batches are \(planner.interval / 60) minutes apart, not split.interval: one batch takes that long to submit at send.requests_per_minute")
         }
         summary.parts = planner.parts
+        let caps = config.caps
+        summary.caps = [
+            .init(name: "file_bytes", limit: Int(config.input.maxFileBytes), used: Int(summary.bytes)),
+            .init(name: summary.kind.rawValue, limit: summary.kind == .quick ? caps.quick : caps.bulk, used: planner.jobUse.total,
+                  largestPart: planner.largestPart.total),
+            .init(name: "channel", limit: caps.channel, used: planner.jobUse.channel, largestPart: planner.largestPart.channel),
+            .init(name: "voice", limit: caps.voice, used: planner.jobUse.voice, largestPart: planner.largestPart.voice),
+            .init(name: "batch_size", limit: config.split.provider.maxBatchSize, used: config.split.batchSize),
+        ]
         if rejected {
             summary.batches = 0
         } else {

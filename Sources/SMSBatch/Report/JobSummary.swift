@@ -52,6 +52,8 @@ public struct JobSummary: Sendable {
     public var encodingCount = [0, 0, 0]
     /// `partsCount[n]`: rows to send of n SMS parts (index 0: products without parts).
     public var partsCount: [Int] = []
+    /// How close the job came to each limit (report.html "Caps").
+    public var caps: [CapUse] = []
     public var outputDir = ""
     /// The completed job whose content this file repeats (nothing sent).
     public var repeatOf: String?
@@ -69,6 +71,18 @@ public struct JobSummary: Sendable {
         public var groups = 0
         /// Promotional rows of the batch moved to a promo-window opening.
         public var deferred = 0
+        /// Rows the provider accepted and rows that failed, as the ledger has them (nil: not sent).
+        public var submitted: Int?
+        public var failed: Int?
+    }
+
+    /// One limit and how much of it the job used: `used` in the whole job, `largestPart`
+    /// in its largest part (the caps apply per part; nil where a limit has no parts).
+    public struct CapUse: Sendable, Equatable {
+        public var name: String
+        public var limit: Int
+        public var used: Int
+        public var largestPart: Int?
     }
 
     public struct DeferredEntry: Sendable, Equatable {
@@ -152,6 +166,8 @@ public struct JobSummary: Sendable {
                     ("batch", .int(p.batch)), ("part", .int(p.part)), ("rows", .int(p.rows)), ("requests", .int(p.requests)),
                     ("scheduled_at", p.scheduledAt.map { .string(UTCTime.iso($0)) } ?? .null),
                     ("deferred_rows", .int(p.deferred)),
+                    ("submitted", p.submitted.map { .int($0) } ?? .null),
+                    ("failed", p.failed.map { .int($0) } ?? .null),
                 ])
             })),
             ("deferred", .object([
@@ -164,6 +180,10 @@ public struct JobSummary: Sendable {
                 ("by_parts", .object(partsCount.enumerated().filter { $0.offset > 0 && $0.element > 0 }.map { (String($0.offset), .int($0.element)) })),
                 ("sms_parts", .int(partsCount.enumerated().reduce(0) { $0 + $1.offset * $1.element })),
             ])),
+            ("caps", .array(caps.map { c in
+                .object([("name", .string(c.name)), ("limit", .int(c.limit)), ("used", .int(c.used)),
+                         ("largest_part", c.largestPart.map { .int($0) } ?? .null)])
+            })),
             ("warnings", .array(warnings.map { .string($0) })),
         ])
     }

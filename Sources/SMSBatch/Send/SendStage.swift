@@ -243,7 +243,12 @@ final class SendStage {
     /// plus rows this run wrote as failed without sending them.
     private func count(_ summary: inout JobSummary, _ outcome: Sender.Outcome) throws(LedgerError) {
         if let ledger {
-            let counts = try ledger.sendCounts(jobID: summary.job).total
+            let (counts, batches) = try ledger.sendCounts(jobID: summary.job)
+            for i in summary.plan.indices {
+                let b = batches[summary.plan[i].batch] ?? SendCounts()
+                summary.plan[i].submitted = b.submitted
+                summary.plan[i].failed = b.failed
+            }
             summary.submitted = counts.submitted
             summary.failed = counts.failed + outcome.unrecorded
             summary.inDoubt = counts.inDoubt

@@ -7,6 +7,11 @@ struct PlannedBatch: Equatable {
     let scheduledAt: Int64?
 }
 
+/// Messages counted against the caps: all (the kind's cap), WAP/RCS/VBR, VOC.
+struct CapCounts: Equatable {
+    var total = 0, channel = 0, voice = 0
+}
+
 /// Cuts the unique valid rows, in file order, into parts (SPEC §6 caps) and batches of
 /// `batch_size`, and gives each batch its time.
 struct BatchPlanner {
@@ -24,6 +29,8 @@ struct BatchPlanner {
     private(set) var batches: [PlannedBatch] = []
     private(set) var parts = 0
     private var partTotal = 0, partChannel = 0, partVoice = 0
+    /// Messages counted against each cap in the whole job, and in its largest part.
+    private(set) var jobUse = CapCounts(), largestPart = CapCounts()
     /// Some part would have gone over a cap (`over_cap: reject` rejects the file).
     var overCap: Bool { parts > 1 }
 
@@ -85,6 +92,12 @@ struct BatchPlanner {
         partTotal += 1
         partChannel += addsChannel
         partVoice += addsVoice
+        jobUse.total += 1
+        jobUse.channel += addsChannel
+        jobUse.voice += addsVoice
+        largestPart.total = max(largestPart.total, partTotal)
+        largestPart.channel = max(largestPart.channel, partChannel)
+        largestPart.voice = max(largestPart.voice, partVoice)
         batches[batches.count - 1].rows += 1
         return batches.count
     }
