@@ -125,10 +125,10 @@ struct HTMLReport {
             var deliveredBy: [Int: JSONValue] = [:]
             if case .array(let byBatch)? = delivery?["by_batch"] { for b in byBatch { deliveredBy[int(b["batch"])] = b } }
             let sent = plan.contains { $0["submitted"] != nil && $0["submitted"] != .null }
-            h += "<table><tr><th class=\"n\">batch</th><th class=\"n\">part</th><th class=\"n\">rows</th><th class=\"n\">requests</th><th>scheduled</th>"
-            h += "<th class=\"n\">deferred P rows</th>"
+            h += "<table class=\"batches\"><tr><th class=\"n\">batch</th><th class=\"n\">part</th><th class=\"n\">rows</th><th class=\"n\">requests</th><th>scheduled</th>"
+            h += "<th class=\"n\">deferred (P)</th>"
             if sent { h += "<th class=\"n\">submitted</th><th class=\"n\">failed</th>" }
-            if !deliveredBy.isEmpty { h += "<th class=\"n\">delivered</th><th class=\"n\">not delivered</th>" }
+            if !deliveredBy.isEmpty { h += "<th class=\"n\">delivered</th><th class=\"n\">undelivered</th>" }
             h += "</tr>"
             for b in plan {
                 let time = b["scheduled_at"]?.text ?? "at once"
@@ -275,12 +275,12 @@ struct HTMLReport {
         .status{padding:2px 10px;border-radius:10px;background:#e7ecf3;font-weight:600}
         .status.completed{background:#d9f2e3}.status.partial,.status.interrupted{background:#fdf0d5}.status.failed,.status.rejected{background:#fbdcdc}
         table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eef1f5;vertical-align:top}
-        td.n{text-align:right;font-variant-numeric:tabular-nums}.facts th{width:110px;color:#5a6478;font-weight:500}
+        td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th.n{text-align:right}.facts th{width:110px;color:#5a6478;font-weight:500}
         svg{width:100%;height:auto;font-size:12px}svg rect{fill:#3b6fd8}svg.rejects rect{fill:#d8643b}svg.delivery rect{fill:#2f9e6b}
         svg line{stroke:#9aa5b8;stroke-width:2}svg circle.batch{fill:#3b6fd8}svg circle.deferred{fill:#d8a03b}
         svg.meter{width:200px;height:10px;vertical-align:middle}svg.meter rect.track{fill:#eef1f5}svg.meter rect.ok{fill:#2f9e6b}
         svg.meter rect.near{fill:#d8a03b}svg.meter rect.over{fill:#d8643b}td.meter{width:210px}
-        tr.deferred td{background:#fdf6e7}td.time{white-space:nowrap}
+        tr.deferred td{background:#fdf6e7}td.time{white-space:nowrap}table.batches{font-size:12.5px}table.batches th,table.batches td{padding:3px 5px}
         code{font-size:12px}footer{margin-top:32px;color:#8a93a5;font-size:12px}
         @media print{@page{size:A4;margin:14mm}body{margin:0;max-width:none}section{break-inside:avoid}}
         """
