@@ -181,6 +181,18 @@ struct HTMLReportTests {
         #expect(html.contains("\(out.summary.parts) parts: a cap applies to each part"))
     }
 
+    @Test("report.html reads only the first rows of rejects.csv: what lies past them is never parsed")
+    func firstRejectsOnly() throws {
+        let dir = TempDir()
+        // Past the rows shown, broken quoting that would fail a whole-file read.
+        let lines = ["row,reason,detail"] + (2...9).map { "\($0),invalid_recipient,not a valid mobile number" }
+        let path = dir.write("rejects.csv", lines.joined(separator: "\n") + "\n" + String(repeating: "x,\"broken\n", count: 70_000))
+        var seen: [[UInt8]] = []
+        try CSVRecords.read(path: path, limit: 6) { (fields: [[UInt8]]) throws(ReportError) in seen.append(fields[0]) }
+        #expect(seen.map { String(decoding: $0, as: UTF8.self) } == ["row", "2", "3", "4", "5", "6"])
+        #expect(throws: ReportError.self) { try CSVRecords.read(path: path) { (_: [[UInt8]]) throws(ReportError) in } }
+    }
+
     @Test("text from the file is escaped: a reject detail or file name cannot inject markup")
     func escaped() {
         let summary = JSONValue.object([("job", .string("j<1>")), ("input", .string("<img src=x onerror=alert(1)>.csv")), ("rows", .int(1))])

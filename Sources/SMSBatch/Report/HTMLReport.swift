@@ -35,8 +35,9 @@ struct HTMLReport {
         var examples: [[String]] = []
         let rejects = (dir as NSString).appendingPathComponent("rejects.csv")
         if FileManager.default.fileExists(atPath: rejects) {
-            try? CSVRecords.read(path: rejects) { (fields: [[UInt8]]) throws(ReportError) in
-                if examples.count < 6 { examples.append(fields.map { String(decoding: $0, as: UTF8.self) }) }
+            // The header and the first five rows; the rest of the file is never read.
+            try? CSVRecords.read(path: rejects, limit: 6) { (fields: [[UInt8]]) throws(ReportError) in
+                examples.append(fields.map { String(decoding: $0, as: UTF8.self) })
             }
         }
         var file = try OutputFile(path: (dir as NSString).appendingPathComponent(name))
