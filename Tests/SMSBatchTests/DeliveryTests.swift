@@ -126,6 +126,35 @@ struct DeliveryPullTests {
     }
 }
 
+extension DeliveryPullTests {
+    @Test("run --wait-dlr's time limit holds inside a round of lookups: a slow round stops when time is up (virtual clock)")
+    func waitStopsInTime() async throws {
+        let dir = TempDir()
+        let clock = VirtualClock()
+        let provider = try TestProvider { $0.dlrDelay = 0; $0.rateLimit = 0; $0.clock = clock }
+        let (path, _) = try generated(GeneratorOptions(rows: 400, seed: 8, invalidShare: 0, duplicateShare: 0), in: dir)
+        var config = provider.config()
+        config.watch.root = dir.file("spool")
+        config.send.nodesPerRequest = 10
+        config.send.requestsPerMinute = 0
+        let sent = try await sendJob(path, config: config, in: dir, time: clock)
+        #expect(sent.summary.submitted == 400)
+        let ledger = try SQLiteLedger(path: config.statePath)
+        // 40 groups at 6 lookups a minute: a round takes over 6 minutes; the limit is 60 s.
+        config.send.statusRequestsPerMinute = 6
+        let slow = puller(provider, config, ledger: ledger, time: clock)
+        let started = clock.now()
+        let result = try await slow.pullUntilFinal(jobID: sent.summary.job, timeout: 60, now: testNow)
+        #expect(clock.now() - started < 70, "waited \(clock.now() - started) s of a 60 s limit")
+        #expect(result.requests <= 7 && result.requests > 0)
+        #expect(try !ledger.awaitingDelivery(jobID: sent.summary.job).isEmpty, "stopped before the round was done")
+        // Without a limit the same puller finishes the round.
+        let rest = try await slow.pull(now: testNow)
+        #expect(rest.requests > 30)
+        #expect(try ledger.awaitingDelivery(jobID: sent.summary.job).isEmpty)
+    }
+}
+
 @Suite("Delivery reports: expiry, drain, jobs")
 struct DeliveryLifecycleTests {
     @Test("past dlr.stop_after, rows without a final status are EXPIRED-UNKNOWN in the batch files, summary.json and jobs, never delivered, and are no longer asked for")

@@ -58,6 +58,10 @@ public final class DeliveryPuller: Sendable {
 
     /// Pulls for `jobIDs` (every job still awaiting reports when empty) and refreshes each
     /// job's result files. `now` (UTC seconds) decides which jobs are past `dlr.stop_after`.
+    /// The monotonic time `pullUntilFinal` stops at, wherever it is (`.infinity` otherwise).
+    private let giveUpAt = Mutex<Double>(.infinity)
+    private var outOfTime: Bool { time.now() >= giveUpAt.withLock { $0 } }
+
     public func pull(jobIDs: [String] = [], now: Int64) async throws -> Result {
         var result = Result()
         result.recording.add(try ledger.matchUnmatched())
@@ -90,6 +94,10 @@ public final class DeliveryPuller: Sendable {
     /// messages when the run ends).
     public func pullUntilFinal(jobID: String, timeout: Double, now: Int64) async throws -> Result {
         let start = time.now()
+        // A round of lookups can take minutes (a large job at status_requests_per_minute):
+        // the time limit holds inside a round too.
+        giveUpAt.withLock { $0 = start + timeout }
+        defer { giveUpAt.withLock { $0 = .infinity } }
         var total = Result()
         while true {
             let r = try await pull(jobIDs: [jobID], now: now)
@@ -109,11 +117,11 @@ public final class DeliveryPuller: Sendable {
     private func pullJob(_ id: String, into result: inout Result) async throws {
         let (groups, loose) = try ledger.awaitingLookups(jobID: id)
         for group in groups {
-            if stop.requested { return }
+            if stop.requested || outOfTime { return }
             try await lookUp([("group_id", group)], into: &result)
         }
         for row in loose {
-            if stop.requested { return }
+            if stop.requested || outOfTime { return }
             try await lookUp([("cid", "\(id):\(row)")], into: &result)
         }
     }
@@ -124,7 +132,7 @@ public final class DeliveryPuller: Sendable {
         var failures = 0
         var limited = 0
         while true {
-            if stop.requested { return }
+            if stop.requested || outOfTime { return }
             await limiter.acquire()
             result.requests += 1
             let reply: HTTPReply
