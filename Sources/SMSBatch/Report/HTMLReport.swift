@@ -236,7 +236,7 @@ struct HTMLReport {
         }
         svg += "<text x=\"\(Int(left))\" y=\"52\" text-anchor=\"start\">\(Self.esc(UTCTime.iso(first)))</text>"
         svg += "<text x=\"\(Int(width - right))\" y=\"52\" text-anchor=\"end\">\(Self.esc(UTCTime.iso(last)))</text>"
-        svg += "<circle cx=\"\(Int(left) + 4)\" cy=\"69\" r=\"4\" class=\"batch\"></circle><text x=\"\(Int(left) + 12)\" y=\"73\">batch (number above)</text>"
+        svg += "<circle cx=\"\(Int(left) + 4)\" cy=\"69\" r=\"4\" class=\"batch\"></circle><text x=\"\(Int(left) + 12)\" y=\"73\">batch\(plan.count <= 30 ? " (number above)" : "")</text>"
         svg += "<circle cx=\"\(Int(left) + 164)\" cy=\"69\" r=\"4\" class=\"deferred\"></circle><text x=\"\(Int(left) + 172)\" y=\"73\">holds promotional rows deferred to the promo window</text>"
         return svg + "</svg>"
     }
