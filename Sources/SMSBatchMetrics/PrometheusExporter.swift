@@ -28,6 +28,7 @@ public final class PrometheusExporter: Sendable {
 
     /// The exposition: every metric with its `# HELP` line.
     public func text() -> String {
+        metrics.refreshGauges()
         var out = ""
         for line in registry.emitToString().split(separator: "\n", omittingEmptySubsequences: false) {
             if line.hasPrefix("# TYPE ") {

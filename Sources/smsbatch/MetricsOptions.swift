@@ -31,6 +31,8 @@ struct ListenAddress {
     init?(_ text: String) {
         var host = "127.0.0.1"
         var portText = Substring(text)
+        // An IPv6 address goes in brackets: [::1]:9464.
+        if text.filter({ $0 == ":" }).count > 1 && !text.hasPrefix("[") { return nil }
         if let colon = text.lastIndex(of: ":") {
             host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             portText = text[text.index(after: colon)...]

@@ -63,7 +63,8 @@ func runSpool(_ common: CommonOptions, _ job: JobOptions, _ metricsFile: Metrics
             let metrics = exporter.metrics
             do {
                 server = try MetricsServer(listen: serve.host, port: serve.port, exporter: exporter) {
-                    metrics.loopProblem() ?? LedgerStore.writeProblem(config)
+                    // A dry run never writes the ledger (nor creates it).
+                    metrics.loopProblem() ?? (job.dryRun ? nil : LedgerStore.writeProblem(config))
                 }
             } catch {
                 report(CommandError(subject: "--metrics", problem: "cannot listen on \(serve.host) port \(serve.port): \(error)", exitStatus: .osError))

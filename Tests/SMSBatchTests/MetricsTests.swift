@@ -114,10 +114,17 @@ struct MetricsTests {
             default: #expect(!name.hasSuffix("_total"), "\(name)")
             }
         }
-        // Label values come from fixed sets: outcomes, reason codes, kinds, HTTP statuses.
-        let labelValues = text.matches(of: /="([^"]*)"/).map { String($0.output.1) }
-        #expect(!labelValues.isEmpty)
-        for v in labelValues { #expect(v.wholeMatch(of: /[a-z_]+|[0-9]{3}|[0-9.e+-]+|\+Inf/) != nil, "label value \(v)") }
+        // Label values come from fixed sets: words for outcomes, reason codes and kinds; three
+        // digits for an HTTP status (`code`); a bucket bound for a histogram (`le`).
+        let labels = text.matches(of: /([a-z_]+)="([^"]*)"/).map { (String($0.output.1), String($0.output.2)) }
+        #expect(!labels.isEmpty)
+        for (name, value) in labels {
+            switch name {
+            case "le": #expect(value.wholeMatch(of: /[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?|\+Inf/) != nil, "le=\(value)")
+            case "code": #expect(value.wholeMatch(of: /[1-5][0-9]{2}|no_answer/) != nil, "code=\(value)")
+            default: #expect(value.wholeMatch(of: /[a-z][a-z_]*(utf8)?/) != nil, "\(name)=\(value)")
+            }
+        }
     }
 
     @Test("429s: the seconds the sender was held back are counted once however many requests met them, on the limiter's clock")
@@ -169,6 +176,7 @@ struct MetricsTests {
     func interruptedOnce() {
         let exporter = PrometheusExporter()
         var s = JobSummary()
+        s.job = "j1"
         s.rows = 10
         s.valid = 10
         s.status = .interrupted
@@ -182,6 +190,50 @@ struct MetricsTests {
         m = prometheusSamples(exporter.text())
         #expect(m["smsbatch_rows_total{outcome=\"submitted\"}"] == 10)
         #expect(total(m, "smsbatch_files_finished_total") == 1)
+    }
+
+    @Test("a partial job resumed in the same process adds only what grew: its rows are not counted twice")
+    func resumedOnce() {
+        let exporter = PrometheusExporter()
+        var s = JobSummary()
+        s.job = "j2"
+        s.rows = 12
+        s.valid = 10
+        s.invalid = 2
+        s.invalidByReason = [.invalidRecipient: 2]
+        s.submitted = 7
+        s.failed = 3
+        s.status = .partial
+        exporter.metrics.jobEnded(s, fileFailed: true)
+        // The file dropped again: the failed rows go through.
+        s.submitted = 10
+        s.failed = 0
+        s.status = .completed
+        exporter.metrics.jobEnded(s, fileFailed: false)
+        let m = prometheusSamples(exporter.text())
+        #expect(m["smsbatch_rows_total{outcome=\"submitted\"}"] == 10)
+        #expect(m["smsbatch_rows_total{outcome=\"failed\"}"] == 3, "they did fail, once")
+        #expect(m["smsbatch_rows_total{outcome=\"rejected\"}"] == 2)
+        #expect(m["smsbatch_rejected_rows_total{reason=\"invalid_recipient\"}"] == 2)
+        #expect(m["smsbatch_files_finished_total{outcome=\"failed\"}"] == 1)
+        #expect(m["smsbatch_files_finished_total{outcome=\"done\"}"] == 1)
+    }
+
+    @Test("inbox files are counted when scraped, not when the loop last turned")
+    func inboxAtScrape() {
+        let exporter = PrometheusExporter()
+        let waiting = Mutex(3)
+        exporter.metrics.countInbox { waiting.withLock { $0 } }
+        #expect(prometheusSamples(exporter.text())["smsbatch_inbox_files"] == 3)
+        waiting.withLock { $0 = 0 }
+        #expect(prometheusSamples(exporter.text())["smsbatch_inbox_files"] == 0)
+    }
+
+    @Test("Retry-After is seconds, finite, at most an hour", arguments: [
+        ("5", 5.0), ("0.5", 0.5), ("inf", nil), ("nan", nil), ("-3", nil), ("31536000", 3600.0), ("Wed, 21 Oct 2015 07:28:00 GMT", nil),
+    ] as [(String, Double?)])
+    func retryAfter(value: String, seconds: Double?) {
+        #expect(HTTPReply.retryAfterSeconds(value) == seconds)
     }
 
     @Test("the metrics server: /metrics in text format 0.0.4, /healthz 200 or 503 with the reason, 404 and 405 for the rest")
@@ -327,6 +379,25 @@ struct MetricsProcessTests {
         watch.signal(SIGTERM)
         #expect(watch.wait(timeout: 20) == 0)
         #expect((try? httpGet(base + "/healthz")) == nil, "the server stops with the watcher")
+    }
+
+    @Test("watch --dry-run --metrics on a new spool is healthy (a dry run never makes a ledger); an IPv6 address without brackets is refused")
+    func dryRunHealth() throws {
+        let dir = spool()
+        let watch = try Background(["watch", "--dry-run", "--metrics", "127.0.0.1:0"], cwd: dir.path)
+        var port = 0
+        #expect(eventually(timeout: 20) {
+            if let r = watch.stderr.firstMatch(of: /metrics on http:\/\/127\.0\.0\.1:([0-9]+)\/metrics/) { port = Int(r.output.1)! }
+            return port > 0 && watch.stderr.contains("watching")
+        }, "\(watch.stderr)")
+        let health = try httpGet("http://127.0.0.1:\(port)/healthz")
+        #expect(health.status == 200, "\(health.body)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("spool/state.sqlite")))
+        watch.signal(SIGTERM)
+        #expect(watch.wait(timeout: 20) == 0)
+        let bad = try smsbatch(["watch", "--metrics", "::1:9464"], cwd: dir.path)
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("--metrics: '::1:9464' is not HOST:PORT"), "\(bad.stderr)")
     }
 
     @Test("run and drain --metrics-file: the file is written whole, holds the job's counts, and no temporary file is left beside it")

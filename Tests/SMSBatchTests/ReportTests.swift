@@ -193,6 +193,23 @@ struct HTMLReportTests {
         #expect(throws: ReportError.self) { try CSVRecords.read(path: path) { (_: [[UInt8]]) throws(ReportError) in } }
     }
 
+    @Test("a file rejected over a cap shows the whole file against the limit, over 100 %, not a part that was never made")
+    func overCapRejected() async throws {
+        let dir = TempDir()
+        var config = PipelineConfig()
+        config.caps.quick = 1_000
+        config.caps.kind = .quick
+        config.caps.overCap = .reject
+        let (path, _) = try generated(GeneratorOptions(rows: 2_500, seed: 25, invalidShare: 0, duplicateShare: 0), in: dir)
+        let out = try await runJob(path, config: config, in: dir)
+        #expect(out.summary.rejectReason == .overCap)
+        let html = String(decoding: FileManager.default.contents(atPath: out.dir + "/report.html") ?? Data(), as: UTF8.self)
+        #expect(html.contains("messages in a quick campaign (caps.quick)</th><td class=\"n\">\(grouped(out.summary.toSend))</td><td class=\"n\">1,000</td>"))
+        #expect(html.contains("rect class=\"over\""))
+        #expect(html.contains("rejected whole, nothing was sent"))
+        #expect(!html.contains("a cap applies to each part"))
+    }
+
     @Test("text from the file is escaped: a reject detail or file name cannot inject markup")
     func escaped() {
         let summary = JSONValue.object([("job", .string("j<1>")), ("input", .string("<img src=x onerror=alert(1)>.csv")), ("rows", .int(1))])

@@ -56,12 +56,12 @@ public final class DeliveryPuller: Sendable {
                               seed: options.jitterSeed ?? UInt64.random(in: 0...UInt64.max), metrics: options.metrics)
     }
 
-    /// Pulls for `jobIDs` (every job still awaiting reports when empty) and refreshes each
-    /// job's result files. `now` (UTC seconds) decides which jobs are past `dlr.stop_after`.
     /// The monotonic time `pullUntilFinal` stops at, wherever it is (`.infinity` otherwise).
     private let giveUpAt = Mutex<Double>(.infinity)
     private var outOfTime: Bool { time.now() >= giveUpAt.withLock { $0 } }
 
+    /// Pulls for `jobIDs` (every job still awaiting reports when empty) and refreshes each
+    /// job's result files. `now` (UTC seconds) decides which jobs are past `dlr.stop_after`.
     public func pull(jobIDs: [String] = [], now: Int64) async throws -> Result {
         var result = Result()
         result.recording.add(try ledger.matchUnmatched())

@@ -31,7 +31,9 @@ public final class PipelineMetrics: Sendable {
     /// Seconds a ledger write transaction took, BEGIN IMMEDIATE (lock wait included) to COMMIT.
     let ledgerCommitDuration: CoreMetrics.Timer
     private let labeled = Mutex<[String: Counter]>([:])
-    private let pending = Atomic<Int>(0)
+    private let inboxCount = Mutex<(@Sendable () -> Int)?>(nil)
+    /// Rows already counted per job (a job resumed in this process adds only what changed).
+    private let countedRows = Mutex<[String: [RowOutcome: Int]]>([:])
     /// Monotonic nanoseconds of the last sign of life of the watcher loop or its job.
     private let lastBeat = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
     private let watching = Atomic<Bool>(false)
@@ -47,9 +49,12 @@ public final class PipelineMetrics: Sendable {
         inDoubtLookups = Counter(label: "smsbatch_in_doubt_lookups_total", factory: factory)
         sendDuration = CoreMetrics.Timer(label: "smsbatch_send_request_duration_seconds", factory: factory)
         ledgerCommitDuration = CoreMetrics.Timer(label: "smsbatch_ledger_commit_duration_seconds", factory: factory)
-        // Every series a dashboard sums over exists from the start, at 0.
+        // The series of fixed label sets exist from the start, at 0 (request counts by HTTP
+        // status appear with the first request of that status).
         for outcome in FileOutcome.allCases { _ = counter("smsbatch_files_finished_total", ("outcome", outcome.rawValue)) }
         for outcome in RowOutcome.allCases { _ = counter("smsbatch_rows_total", ("outcome", outcome.rawValue)) }
+        for reason in ReasonCode.allCases { _ = counter("smsbatch_rejected_rows_total", ("reason", reason.code)) }
+        for kind in ["in_file", "repeat_within_window"] { _ = counter("smsbatch_duplicate_rows_total", ("kind", kind)) }
     }
 
     /// What each metric means (the exposition's `# HELP` lines; the README's table).
@@ -93,24 +98,34 @@ public final class PipelineMetrics: Sendable {
         case rejected, duplicate, submitted, failed, inDoubt = "in_doubt", notSent = "not_sent"
     }
 
-    /// A job that ended (not stopped): its rows by outcome, rejects by reason, duplicates by
-    /// kind, and where the file went. An interrupted job counts when it ends for good.
+    /// A job that ended (not stopped): where the file went, its rows by outcome, rejects by
+    /// reason and duplicates by kind. An interrupted job counts when it ends for good. A job
+    /// that ends again in this process (a partial job's file dropped again) adds only what
+    /// grew: rows newly submitted, say; a row that failed and was submitted later then counts
+    /// under both, as the two events it was.
     func jobEnded(_ s: JobSummary, fileFailed: Bool) {
+        rowsPending.record(0)
         if s.status == .interrupted {
             filesInterrupted.increment()
-            rowsPending.record(0)
             return
         }
         let outcome: FileOutcome = fileFailed ? .failed : s.repeatOf != nil ? .repeatOf : .done
         counter("smsbatch_files_finished_total", ("outcome", outcome.rawValue)).increment()
-        rowsPending.record(0)
         guard s.repeatOf == nil else { return }  // a repeat reads no row
         let sent = s.submitted + s.failed + s.inDoubt
-        let counts: [(RowOutcome, Int)] = [
-            (.rejected, s.invalid), (.duplicate, s.duplicates), (.submitted, s.submitted), (.failed, s.failed),
-            (.inDoubt, s.inDoubt), (.notSent, max(0, s.rows - s.invalid - s.duplicates - sent)),
+        let now: [RowOutcome: Int] = [
+            .rejected: s.invalid, .duplicate: s.duplicates, .submitted: s.submitted, .failed: s.failed,
+            .inDoubt: s.inDoubt, .notSent: max(0, s.rows - s.invalid - s.duplicates - sent),
         ]
-        for (outcome, n) in counts where n > 0 { counter("smsbatch_rows_total", ("outcome", outcome.rawValue)).increment(by: n) }
+        let before = countedRows.withLock { counted in
+            defer { counted[s.job] = counted[s.job, default: [:]].merging(now, uniquingKeysWith: max) }
+            return counted[s.job]
+        }
+        for (outcome, n) in now {
+            let added = n - (before?[outcome] ?? 0)
+            if added > 0 { counter("smsbatch_rows_total", ("outcome", outcome.rawValue)).increment(by: added) }
+        }
+        guard before == nil else { return }  // the same rows, read again: rejects and duplicates once
         for (reason, n) in s.invalidByReason where n > 0 { counter("smsbatch_rejected_rows_total", ("reason", reason.code)).increment(by: n) }
         for (kind, n) in s.duplicatesByReason where n > 0 { counter("smsbatch_duplicate_rows_total", ("kind", kind)).increment(by: n) }
     }
@@ -137,17 +152,21 @@ public final class PipelineMetrics: Sendable {
         request(.send, code: code)
     }
 
-    /// The job about to send has `pending` rows no answer has settled yet.
-    func sendStarts(pending: Int) {
-        self.pending.store(max(0, pending), ordering: .relaxed)
-        rowsPending.record(max(0, pending))
+    /// The job now sending has `rowsLeft` rows no answer has settled (the progress line's
+    /// count), and is alive.
+    func sending(rowsLeft: Int) {
+        rowsPending.record(rowsLeft)
+        beat()
     }
 
-    /// Rows settled by an answer (accepted, refused or left in doubt).
-    func rowsSettled(_ n: Int) {
-        guard n > 0 else { return }
-        let left = pending.subtract(n, ordering: .relaxed).newValue
-        rowsPending.record(max(0, left))
+    // MARK: - Gauges read when scraped
+
+    /// Counts the files waiting in inbox/ (set by `drain` and `watch`).
+    func countInbox(with count: (@Sendable () -> Int)?) { inboxCount.withLock { $0 = count } }
+
+    /// Brings the gauges that are read rather than pushed up to date: call before exporting.
+    public func refreshGauges() {
+        if let count = inboxCount.withLock({ $0 }) { inboxFiles.record(count()) }
     }
 
     // MARK: - Liveness (`/healthz`)

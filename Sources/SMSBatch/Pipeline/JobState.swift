@@ -117,6 +117,7 @@ struct JobState: ~Copyable {
         parser.start()
         var failure: ReportError?
         while let event = channel.next() {
+            options.metrics.beat()  // a long file is a sign of life, block by block
             switch event {
             case .block(let box):
                 if !stopped && failure == nil {

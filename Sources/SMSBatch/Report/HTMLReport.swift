@@ -104,13 +104,19 @@ struct HTMLReport {
         // Caps: how close the job came to each limit.
         if case .array(let caps)? = s["caps"], !caps.isEmpty {
             let parts = int(s["parts"])
+            // Rejected over a cap: the file was not split, and the whole of it is what counts.
+            let wholeFile = s["reject_reason"]?.text == "over_cap"
             h += "<section><h2>Caps</h2>"
-            if parts > 1 { h += "<p>\(number(parts)) parts: a cap applies to each part, so the largest part is what counts.</p>" }
+            if wholeFile {
+                h += "<p>The file needs \(number(parts)) parts under the caps, and caps.over_cap is reject: it was rejected whole, nothing was sent.</p>"
+            } else if parts > 1 {
+                h += "<p>\(number(parts)) parts: a cap applies to each part, so the largest part is what counts.</p>"
+            }
             h += "<table class=\"caps\"><tr><th>limit</th><th class=\"n\">used</th><th class=\"n\">of</th><th></th><th class=\"n\">share</th></tr>"
             for cap in caps {
                 let name = cap["name"]?.text ?? ""
                 let limit = int(cap["limit"])
-                let used = cap["largest_part"].flatMap { $0 == .null ? nil : int($0) } ?? int(cap["used"])
+                let used = wholeFile ? int(cap["used"]) : cap["largest_part"].flatMap { $0 == .null ? nil : int($0) } ?? int(cap["used"])
                 let share = limit > 0 ? Double(used) / Double(limit) : 0
                 let show = name == "file_bytes" ? { (n: Int) in shortBytes(n) } : { (n: Int) in number(n) }
                 h += "<tr><th>\(Self.esc(Self.capLabels[name] ?? name))</th><td class=\"n\">\(show(used))</td><td class=\"n\">\(show(limit))</td>"
@@ -237,7 +243,9 @@ struct HTMLReport {
         svg += "<text x=\"\(Int(left))\" y=\"52\" text-anchor=\"start\">\(Self.esc(UTCTime.iso(first)))</text>"
         svg += "<text x=\"\(Int(width - right))\" y=\"52\" text-anchor=\"end\">\(Self.esc(UTCTime.iso(last)))</text>"
         svg += "<circle cx=\"\(Int(left) + 4)\" cy=\"69\" r=\"4\" class=\"batch\"></circle><text x=\"\(Int(left) + 12)\" y=\"73\">batch\(plan.count <= 30 ? " (number above)" : "")</text>"
-        svg += "<circle cx=\"\(Int(left) + 164)\" cy=\"69\" r=\"4\" class=\"deferred\"></circle><text x=\"\(Int(left) + 172)\" y=\"73\">holds promotional rows deferred to the promo window</text>"
+        if plan.contains(where: { ($0["deferred_rows"]?.text.flatMap { Int($0) } ?? 0) > 0 }) {
+            svg += "<circle cx=\"\(Int(left) + 164)\" cy=\"69\" r=\"4\" class=\"deferred\"></circle><text x=\"\(Int(left) + 172)\" y=\"73\">holds promotional rows deferred to the promo window</text>"
+        }
         return svg + "</svg>"
     }
 

@@ -27,6 +27,12 @@ package struct HTTPReply: Sendable {
         return (code, message)
     }
 
+    /// A Retry-After value as seconds: finite, not negative, at most an hour (`inf`, `nan` or
+    /// a year would stop a job for good, and count for ever in the metrics); nil otherwise.
+    static func retryAfterSeconds(_ value: String) -> Double? {
+        Double(value).flatMap { $0.isFinite && $0 >= 0 ? min($0, 3600) : nil }
+    }
+
     /// The standard reason phrase of a status code (what URLSession's
     /// `HTTPURLResponse.localizedString(forStatusCode:)` gave), for answers without a message.
     static func reasonPhrase(_ status: Int) -> String {
@@ -282,7 +288,7 @@ private final class CurlTransfer: @unchecked Sendable {
               zip(line, name).allSatisfy({ a, b in (0x41...0x5A).contains(a) ? a | 0x20 == b : a == b })
         else { return }
         let value = String(decoding: line.dropFirst(name.count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        retryAfter = Double(value)
+        retryAfter = HTTPReply.retryAfterSeconds(value)
     }
 
     /// The result of a finished transfer from curl's code.

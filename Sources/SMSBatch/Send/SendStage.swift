@@ -184,7 +184,6 @@ final class SendStage {
         if let sender, refusal == nil {
             let before = try ledger?.sendCounts(jobID: summary.job).total ?? SendCounts()
             let ticker = startTicker(summary, base: before, sender: sender)
-            metrics.sendStarts(pending: summary.toSend - before.submitted - before.failed)
             do {
                 outcome = try await sender.run(queue: reader, outputs: outputs)
             } catch let e as SendError {
@@ -269,7 +268,7 @@ final class SendStage {
         let started = ContinuousClock.now
         let estimate = SendEstimate(config.send)
         let rowsPerRequest = summary.plannedRequests > 0 ? Double(summary.toSend) / Double(summary.plannedRequests) : 1
-        return Task { [client, ledger, outputs, progress, stop] in
+        return Task { [client, ledger, outputs, progress, stop, metrics] in
             var lastSummary = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
@@ -279,6 +278,9 @@ final class SendStage {
                 let s = sender.progress.snapshot
                 let submitted = base.submitted + s.submitted
                 let remaining = max(0, summary.toSend - submitted - base.failed - s.failed - s.inDoubt)
+                // The rows the progress line shows as left, and a sign of life for /healthz
+                // (a long Retry-After makes no request and no commit).
+                metrics.sending(rowsLeft: remaining)
                 var left: Double?
                 if let latency = s.meanLatency {
                     var live = estimate

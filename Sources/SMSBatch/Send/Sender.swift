@@ -352,7 +352,6 @@ final class Sender: Sendable {
                 if let requestID, !stillInDoubt { record(requestID, lastStatus, answered.map { (rows[$0], results[$0]!) }) }
                 progress.settled(submitted: answered.filter { results[$0]!.submitted }.count,
                                  failed: answered.filter { !results[$0]!.submitted }.count, inDoubt: inDoubtRows)
-                metrics.rowsSettled(answered.count + inDoubtRows)
             }
             let started = ContinuousClock.now
             let answer = await client.postJSON("sms/send/json", body: body)

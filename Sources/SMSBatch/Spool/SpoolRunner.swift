@@ -34,6 +34,7 @@ public final class SpoolRunner {
         let lock = try spool.lock(exclusive: true)
         defer { withExtendedLifetime(lock) {} }
         Shutdown.install()
+        countInbox()
         try runner.prepare()
         var worst = ExitStatus.ok
         for file in spool.orphans() where !stop.requested {
@@ -53,7 +54,6 @@ public final class SpoolRunner {
         }
         // Cron's interval is the poll interval: each drain pulls what has arrived.
         if !stop.requested { await pullDeliveries() }
-        if options.metrics !== PipelineMetrics.none { options.metrics.inboxFiles.record(spool.candidates().count) }
         return worst
     }
 
@@ -105,6 +105,7 @@ public final class SpoolRunner {
         let lock = try spool.lock(exclusive: false)
         defer { withExtendedLifetime(lock) {} }
         Shutdown.install()
+        countInbox()
         try runner.prepare()
         let watcher = InboxWatcher(spool: spool, settle: Double(config.watch.settle))
         progress.note(spool.inbox, "watching (\(watcher.usesInotify ? "inotify" : "rescan only"), settle \(config.watch.settle)s)")
@@ -115,7 +116,6 @@ public final class SpoolRunner {
         defer { metrics.setWatching(false) }
         while !stop.requested {
             metrics.beat()
-            if metrics !== PipelineMetrics.none { metrics.inboxFiles.record(spool.candidates().count) }
             let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
             if now - lastPull >= Double(config.dlr.pollEvery) {
                 lastPull = now
@@ -135,6 +135,12 @@ public final class SpoolRunner {
         }
         progress.note(spool.inbox, "stopped")
         return .ok
+    }
+
+    /// `smsbatch_inbox_files` counts inbox/ when it is scraped (or written), never a stale
+    /// value from before a long job.
+    private func countInbox() {
+        options.metrics.countInbox { [spool] in spool.candidates().count }
     }
 
     /// Runs one claimed file (held with flock so no other process takes it meanwhile) and
