@@ -5,8 +5,10 @@ struct ArchiveError: Error {
     let message: String
 }
 
-/// Streams the entries of an input through libarchive: every compression filter, and the
-/// zip, tar and raw formats (raw last: it takes anything as one entry named `data`).
+/// Streams the entries of an input through libarchive: every compression filter, every
+/// archive format libarchive reads but mtree (a text format that would claim a CSV), and
+/// raw last (it takes anything as one entry named `data`). Only a 7-Zip archive, whose
+/// index is at its end, is read with seeking; every other form is one streaming pass.
 /// Nothing is extracted to disk. One instance owns one `archive *`; not Sendable, it is
 /// used by one thread at a time.
 final class ArchiveStream {
@@ -31,16 +33,38 @@ final class ArchiveStream {
         self.input = input
         archive = archive_read_new()
         archive_read_support_filter_all(archive)
-        archive_read_support_format_zip(archive)
-        archive_read_support_format_tar(archive)
-        archive_read_support_format_raw(archive)
+        sevenZip = input.head(6) == [0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]
+        if sevenZip {
+            archive_read_support_format_7zip(archive)
+        } else {
+            archive_read_support_format_zip_streamable(archive)
+            archive_read_support_format_tar(archive)
+            archive_read_support_format_cpio(archive)
+            archive_read_support_format_ar(archive)
+            archive_read_support_format_iso9660(archive)
+            archive_read_support_format_rar(archive)
+            archive_read_support_format_rar5(archive)
+            archive_read_support_format_xar(archive)
+            archive_read_support_format_cab(archive)
+            archive_read_support_format_lha(archive)
+            archive_read_support_format_warc(archive)
+            archive_read_support_format_raw(archive)
+        }
     }
+
+    /// The input is a 7-Zip archive (read with seeking).
+    private let sevenZip: Bool
 
     deinit { archive_read_free(archive) }
 
     private func open() throws(ArchiveError) {
         opened = true
         let client = Unmanaged.passUnretained(input).toOpaque()
+        if sevenZip {
+            archive_read_set_seek_callback(archive) { _, data, offset, whence in
+                Unmanaged<InputFile>.fromOpaque(data!).takeUnretainedValue().seek(offset, whence: whence)
+            }
+        }
         let status = archive_read_open(archive, client, nil, { _, data, out in
             let file = Unmanaged<InputFile>.fromOpaque(data!).takeUnretainedValue()
             let n = file.read()
@@ -76,7 +100,9 @@ final class ArchiveStream {
         let name = archive_entry_pathname(entry).map { String(cString: $0) } ?? "data"
         let mode = archive_entry_filetype(entry)
         let isRaw = (archive_format(archive) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_RAW
-        return Entry(name: name, isRegularFile: isRaw || mode == UInt32(S_IFREG), isRaw: isRaw)
+        // An ar member records its permission bits only, no file type: it is a plain file.
+        let plain = mode == UInt32(S_IFREG) || (mode == 0 && (archive_format(archive) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_AR)
+        return Entry(name: name, isRegularFile: isRaw || plain, isRaw: isRaw)
     }
 
     /// The next block of the current entry's decompressed bytes, as libarchive produced it

@@ -60,9 +60,11 @@ final class CSVReader {
     }
 
     /// Starts a new CSV stream (an archive entry): its first record is a header.
-    func begin(delimiter: UInt8) {
+    /// `skippedRows`: lines before it that were consumed elsewhere (Excel's `sep=` line).
+    func begin(delimiter: UInt8, skippedRows: Int = 0) {
         self.delimiter = delimiter
         reset()
+        state.pointee.nextRow += skippedRows
         state.pointee.nextIsHeader = true
         skippingToLineEnd = false
         partialLine.removeAll()
@@ -168,8 +170,10 @@ final class CSVReader {
         lines[(firstLF + 1)...].withUnsafeBytes { feed($0) }
     }
 
+    /// Blank: nothing but spaces, tabs and delimiters (`,,,,,`: the empty rows spreadsheets
+    /// write after the data).
     private func isBlankLine(_ line: UnsafeRawBufferPointer) -> Bool {
-        for c in line where c != 0x20 && c != 0x09 && c != 0x0D && c != 0x0A { return false }
+        for c in line where c != 0x20 && c != 0x09 && c != 0x0D && c != 0x0A && c != delimiter { return false }
         return true
     }
 

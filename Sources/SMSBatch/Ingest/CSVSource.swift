@@ -48,9 +48,15 @@ final class CSVSource: @unchecked Sendable {
             let full = reader.exchange(nextBox())
             return emit(.block(full))
         }
+        // A workbook is a zip: its directory says so before any entry is read.
+        if let names = ZipDirectory.names(file), let what = ZipDirectory.document(names) {
+            pause()
+            _ = emit(.reject(.unreadable, "the file is \(what)"))
+            return result
+        }
         do {
             entries: while let entry = try archive.nextEntry() {
-                guard entry.isRegularFile, isCSV(entry, emit: { pause(); defer { resume() }; return emit($0) }) else { continue }
+                guard entry.isRegularFile, isCSV(entry, in: archive, emit: { pause(); defer { resume() }; return emit($0) }) else { continue }
                 result.csvEntries += 1
                 var first = true
                 while var block = try archive.nextBlock() {
@@ -68,9 +74,17 @@ final class CSVSource: @unchecked Sendable {
                             _ = emit(.reject(.unreadable, "\(entry.name) is UTF-16 text; save it as UTF-8 CSV"))
                             return result
                         }
+                        if let what = Self.notCSV(data) {
+                            pause()
+                            _ = emit(.reject(.unreadable, "\(entry.isRaw ? "the file" : entry.name) is \(what)"))
+                            return result
+                        }
+                        // Excel's `sep=;` first line names the delimiter and takes row 1.
+                        let sep = Self.separatorLine(data)
+                        if let sep { data = UnsafeRawBufferPointer(rebasing: data[sep.length...]) }
                         switch input.delimiter {
-                        case .auto: reader.begin(delimiter: detectDelimiter(data))
-                        case .fixed(let d): reader.begin(delimiter: d)
+                        case .auto: reader.begin(delimiter: sep?.delimiter ?? detectDelimiter(data), skippedRows: sep == nil ? 0 : 1)
+                        case .fixed(let d): reader.begin(delimiter: d, skippedRows: sep == nil ? 0 : 1)
                         }
                     }
                     reader.feed(data)
@@ -107,14 +121,51 @@ final class CSVSource: @unchecked Sendable {
         return result
     }
 
+    /// What the start of an entry shows it is when it is plainly not CSV text: a legacy
+    /// Excel workbook, an HTML page. nil for anything else (CSV or not, the rows decide).
+    static func notCSV(_ start: UnsafeRawBufferPointer) -> String? {
+        let ole2: [UInt8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]
+        if start.starts(with: ole2) {
+            return "a legacy Excel workbook (.xls) or another old Office file, not CSV: save it as .xlsx or CSV UTF-8"
+        }
+        var i = 0
+        while i < start.count, [0x20, 0x09, 0x0D, 0x0A].contains(start[i]) { i += 1 }
+        let head = String(decoding: start[i..<min(start.count, i + 64)], as: UTF8.self).lowercased()
+        if head.hasPrefix("<!doctype html") || head.hasPrefix("<html") || (head.hasPrefix("<?xml") && head.contains("html")) {
+            return "an HTML page (a web page or a report saved as .csv), not CSV: open it and export CSV UTF-8"
+        }
+        return nil
+    }
+
+    /// Excel's first line `sep=X` (also quoted): the delimiter X and the line's length, line
+    /// end included. nil when the entry does not start with one.
+    static func separatorLine(_ start: UnsafeRawBufferPointer) -> (delimiter: UInt8, length: Int)? {
+        var i = 0
+        let quoted = start.first == 0x22
+        if quoted { i = 1 }
+        guard start.count >= i + 5 else { return nil }
+        let word = start[i..<(i + 4)].map { $0 | 0x20 }
+        guard word == Array("sep=".utf8) else { return nil }
+        let delimiter = start[i + 4]
+        guard delimiter != 0x0A && delimiter != 0x0D && delimiter != 0x22 else { return nil }
+        i += 5
+        if quoted { guard i < start.count, start[i] == 0x22 else { return nil }; i += 1 }
+        if i < start.count && start[i] == 0x0D { i += 1 }
+        if i < start.count && start[i] == 0x0A { i += 1 } else if i < start.count { return nil }
+        return (delimiter, i)
+    }
+
     /// SPEC §4: a raw stream is always the CSV; archive entries must end in .csv or .tsv;
     /// others are skipped with a warning, `__MACOSX/` and dot-files silently.
-    private func isCSV(_ e: ArchiveStream.Entry, emit: (Event) -> Bool) -> Bool {
+    /// A zip's only entry without an extension is the campaign too (pandas'
+    /// `to_csv('x.zip')` writes one entry named `x`); whether it is text, its rows decide.
+    private func isCSV(_ e: ArchiveStream.Entry, in archive: ArchiveStream, emit: (Event) -> Bool) -> Bool {
         if e.isRaw { return true }
         let base = (e.name as NSString).lastPathComponent
         if e.name.hasPrefix("__MACOSX/") || base.hasPrefix(".") { return false }
         let lower = base.lowercased()
         if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") { return true }
+        if !base.contains("."), archive.container == .zip, ArchiveCheck.zipEntries(file) == 1 { return true }
         _ = emit(.warning("skipped archive entry '\(e.name)': not a .csv or .tsv file"))
         return false
     }
@@ -122,17 +173,27 @@ final class CSVSource: @unchecked Sendable {
 
 /// Checks on the end of a zip or tar that a streaming read cannot make.
 enum ArchiveCheck {
+    /// The entries a zip's end-of-central-directory record lists; nil when it has none or
+    /// counts them elsewhere (zip64).
+    static func zipEntries(_ file: InputFile) -> Int? {
+        let tail = file.tail(65_557)
+        guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
+            tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
+        }) else { return nil }
+        let total = Int(tail[at + 10]) | Int(tail[at + 11]) << 8
+        return total == 0xFFFF ? nil : total
+    }
+
     static func endDamage(_ archive: ArchiveStream, _ file: InputFile) -> String? {
         switch archive.container {
         case .zip:
             // The end-of-central-directory record: "PK\u{5}\u{6}", within the last 64 KiB + 22 bytes.
             let tail = file.tail(65_557)
-            guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
+            guard tail.count >= 22, stride(from: tail.count - 22, through: 0, by: -1).contains(where: {
                 tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
             }) else { return "truncated zip: no end of central directory" }
-            let total = Int(tail[at + 10]) | Int(tail[at + 11]) << 8
-            // 0xFFFF: a zip64 count kept elsewhere; then trust the entries read.
-            if total != 0xFFFF && total != archive.entryCount {
+            // nil: a zip64 count kept elsewhere; then trust the entries read.
+            if let total = zipEntries(file), total != archive.entryCount {
                 return "zip central directory lists \(total) entries, the file holds \(archive.entryCount)"
             }
             return nil

@@ -21,6 +21,9 @@ final class InputFile {
     private let fd: Int32
     private let sha: OpaquePointer?
     private(set) var bytesRead: Int64 = 0
+    /// The reader moved around in the file (a 7-Zip archive): the running digest no longer
+    /// follows the file's order, and `finishDigest` hashes the file again.
+    private var seeked = false
     let buffer: UnsafeMutableRawPointer
     static let bufferSize = 1 << 20
 
@@ -61,6 +64,26 @@ final class InputFile {
         }
     }
 
+    /// Moves the read position (lseek's `whence`) for an archive format that needs it;
+    /// returns the new position, or -1.
+    func seek(_ offset: Int64, whence: Int32) -> Int64 {
+        seeked = true
+        return Int64(lseek(fd, off_t(offset), whence))
+    }
+
+    /// The first `n` bytes of the file (fewer for a small file), read without moving the
+    /// streaming position.
+    func head(_ n: Int) -> [UInt8] { read(at: 0, count: n) }
+
+    /// `count` bytes from `offset` (fewer at the end of the file; none on an error), read
+    /// without moving the streaming position.
+    func read(at offset: Int64, count n: Int) -> [UInt8] {
+        let count = Int(max(0, min(Int64(n), size - offset)))
+        var out = [UInt8](repeating: 0, count: count)
+        let got = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        return got == count ? out : []
+    }
+
     /// The last `n` bytes of the file (fewer for a small file), read without moving the
     /// streaming position.
     func tail(_ n: Int) -> [UInt8] {
@@ -73,6 +96,7 @@ final class InputFile {
     /// Reads whatever the parser did not need (a file rejected early) and returns the
     /// SHA-256 of the whole file in lowercase hex (a file opened with `hashing`).
     func finishDigest() -> String {
+        if seeked { return FileDigest.sha256(path: path) ?? "" }
         while read() > 0 {}
         var md = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0

@@ -43,7 +43,7 @@ final class TempDir: Sendable {
 }
 
 /// Archive forms a recipient file arrives in, written with libarchive itself.
-enum ArchiveFormat { case raw, zip, tar }
+enum ArchiveFormat { case raw, zip, tar, sevenZip, cpio, iso9660, ar, xar, warc }
 enum ArchiveFilter { case none, gzip, bzip2, xz, zstd }
 
 func writeArchive(_ path: String, format: ArchiveFormat, filter: ArchiveFilter = .none, entries: [(String, [UInt8])]) {
@@ -59,6 +59,12 @@ func writeArchive(_ path: String, format: ArchiveFormat, filter: ArchiveFilter =
     case .raw: archive_write_set_format_raw(a)
     case .zip: archive_write_set_format_zip(a)
     case .tar: archive_write_set_format_pax_restricted(a)
+    case .sevenZip: archive_write_set_format_7zip(a)
+    case .cpio: archive_write_set_format_cpio_newc(a)
+    case .iso9660: archive_write_set_format_iso9660(a)
+    case .ar: archive_write_set_format_ar_svr4(a)
+    case .xar: archive_write_set_format_xar(a)
+    case .warc: archive_write_set_format_warc(a)
     }
     precondition(archive_write_open_filename(a, path) == ARCHIVE_OK, "cannot create \(path)")
     for (name, bytes) in entries {

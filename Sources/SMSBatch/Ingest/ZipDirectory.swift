@@ -1,0 +1,44 @@
+/// The entry names of a zip, read from its central directory at the end of the file without
+/// reading the entries: how an office document (a workbook is a zip) is told from a zip of
+/// CSVs before anything is parsed.
+enum ZipDirectory {
+    /// The names in the central directory; nil when the file is no zip, or its directory is
+    /// missing, damaged or over 4 MiB.
+    static func names(_ file: InputFile) -> [String]? {
+        guard file.head(4) == [0x50, 0x4B, 0x03, 0x04] else { return nil }
+        let tail = file.tail(65_557)
+        guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
+            tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
+        }) else { return nil }
+        func u32(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 | Int(b[i + 2]) << 16 | Int(b[i + 3]) << 24 }
+        func u16(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 }
+        let size = u32(tail, at + 12), offset = u32(tail, at + 16)
+        guard size <= 4 << 20, Int64(offset + size) <= file.size else { return nil }
+        let directory = file.read(at: Int64(offset), count: size)
+        guard directory.count == size else { return nil }
+        var names: [String] = []
+        var i = 0
+        while i + 46 <= directory.count, u32(directory, i) == 0x0201_4B50 {
+            let nameLength = u16(directory, i + 28), extra = u16(directory, i + 30), comment = u16(directory, i + 32)
+            guard i + 46 + nameLength <= directory.count else { return nil }
+            names.append(String(decoding: directory[(i + 46)..<(i + 46 + nameLength)], as: UTF8.self))
+            i += 46 + nameLength + extra + comment
+        }
+        return names
+    }
+
+    /// What an office document is, by the names a zip holds; nil for any other zip.
+    static func document(_ names: [String]) -> String? {
+        let set = Set(names)
+        if set.contains("xl/workbook.xml") {
+            return "an Excel workbook (.xlsx), not CSV: save the sheet as CSV UTF-8"
+        }
+        if set.contains("mimetype") && set.contains("content.xml") {
+            return "an OpenDocument file (.ods), not CSV: save the sheet as CSV UTF-8"
+        }
+        if set.contains("[Content_Types].xml") {
+            return "an Office document (Word or PowerPoint), not CSV"
+        }
+        return nil
+    }
+}

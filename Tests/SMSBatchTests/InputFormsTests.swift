@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+@testable import SMSBatch
+
+/// Files made by the real tools (openpyxl, xlwt, odfpy), committed small: Tests/Fixtures.
+let fixturesDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+private let campaign = recipientCSV(["9876543210,MOBTXT,Hello,T", "9876543211,MOBTXT,Hi there,T", "9876543212,MOBTXT,Offer,T"])
+
+@Suite("Input as people have it: every archive, Excel's habits, files that are not CSV")
+struct InputFormsTests {
+    @Test("every archive form libarchive reads holds the campaign", arguments: [
+        ArchiveFormat.sevenZip, .cpio, .iso9660, .ar, .xar, .warc,
+    ])
+    func archives(format: ArchiveFormat) async throws {
+        let dir = TempDir()
+        let path = dir.file("campaign.archive")
+        writeArchive(path, format: format, entries: [("campaign.csv", Array(campaign.utf8))])
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.status == .completed, "\(format): \(out.summary.rejectDetail ?? "")")
+        #expect(out.summary.rows == 3 && out.summary.valid == 3)
+    }
+
+    @Test("a compressed cpio and a 7-Zip of two CSVs: every entry, every row")
+    func compressedAndSeveral() async throws {
+        let dir = TempDir()
+        let cpio = dir.file("c.cpio.xz")
+        writeArchive(cpio, format: .cpio, filter: .xz, entries: [("a.csv", Array(campaign.utf8))])
+        #expect(try await runJob(cpio, in: dir).summary.valid == 3)
+        let seven = dir.file("two.7z")
+        let second = recipientCSV(["9876543220,MOBTXT,Again,T"])
+        writeArchive(seven, format: .sevenZip, entries: [("a.csv", Array(campaign.utf8)), ("b.csv", Array(second.utf8))])
+        let out = try await runJob(seven, in: dir)
+        #expect(out.summary.rows == 4 && out.summary.valid == 4)
+        // The job id is the SHA-256 of the file as given, though 7-Zip is read with seeking.
+        #expect(out.summary.sha256 == FileDigest.sha256(path: seven))
+    }
+
+    @Test("pandas' to_csv('x.zip'): the zip's only entry has no extension and is the campaign; beside others it is skipped")
+    func extensionlessEntry() async throws {
+        let dir = TempDir()
+        let single = dir.file("x.zip")
+        writeArchive(single, format: .zip, entries: [("x", Array(campaign.utf8))])
+        let out = try await runJob(single, in: dir)
+        #expect(out.summary.status == .completed && out.summary.valid == 3)
+        let two = dir.file("two.zip")
+        writeArchive(two, format: .zip, entries: [("x", Array(campaign.utf8)), ("b.csv", Array(campaign.utf8))])
+        let both = try await runJob(two, in: dir)
+        #expect(both.summary.rows == 3)
+        #expect(both.summary.warnings.contains { $0.contains("skipped archive entry 'x'") })
+    }
+
+    @Test("Excel's sep=; first line sets the delimiter and takes row 1; quoted too", arguments: ["sep=;", "\"sep=;\""])
+    func separatorLine(first: String) async throws {
+        let dir = TempDir()
+        let path = dir.write("excel.csv", "\(first)\r\nrecipient;sender;message\r\n9876543210;MOBTXT;Hello, world\r\n12;MOBTXT;Bad number\r\n"
+            + "9876543211;MOBTXT;Two\r\n9876543212;MOBTXT;Three\r\n9876543213;MOBTXT;Four\r\n")
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.rows == 5 && out.summary.valid == 4, "\(out.summary.rejectDetail ?? "")")
+        #expect(out.rejects.rows.first?.first == "4", "the bad number is on line 4")
+        #expect(out.batchRows.column("row") == ["3", "5", "6", "7"])
+        #expect(out.batchRows.column("message").first == "Hello, world")
+    }
+
+    @Test("records whose every field is empty (,,,,, as spreadsheets write after the data) are blank lines, not missing_recipient")
+    func emptyRecords() async throws {
+        let dir = TempDir()
+        let path = dir.write("sheet.csv", campaign + ",,,\n,,,\r\n , ,,\n")
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.rows == 3 && out.summary.invalid == 0)
+        #expect(out.summary.invalidByReason[.missingRecipient] == nil)
+    }
+
+    @Test("a file that is not CSV says what it is: an HTML page, a legacy .xls, an .xlsx or .ods saved as .csv", arguments: [
+        ("page.csv", "an HTML page"), ("campaign.xls", "a legacy Excel workbook (.xls)"),
+        ("campaign.xlsx", "an Excel workbook (.xlsx)"), ("campaign.ods", "an OpenDocument file (.ods)"),
+    ])
+    func notCSV(name: String, what: String) async throws {
+        let dir = TempDir()
+        let path: String
+        if name == "page.csv" {
+            path = dir.write(name, "\n  <!DOCTYPE html>\n<html><body><table><tr><td>9876543210</td></tr></table></body></html>\n")
+        } else {
+            // Saved under .csv, as a hurried export is.
+            path = dir.file(name + ".csv")
+            try FileManager.default.copyItem(atPath: fixturesDir + "/" + name, toPath: path)
+        }
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.status == .rejected)
+        #expect(out.summary.rejectReason == .unreadable)
+        #expect(out.summary.rejectDetail?.contains(what) == true, "\(out.summary.rejectDetail ?? "")")
+    }
+}
