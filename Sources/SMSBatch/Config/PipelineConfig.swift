@@ -37,7 +37,7 @@ public enum ColumnRole: String, CaseIterable, Sendable {
         switch self {
         // SPEC §4's aliases, then the headers CRM exports write (`Mobile Number`, `SMS Text`).
         case .recipient: ["recipient", "mobile", "mobile no", "phone", "msisdn", "number", "to", "b-nr",
-                          "mobile number", "mobile no.", "phone number"]
+                          "mobile number", "mobile no.", "phone number", "phone no", "phone no.", "contact number"]
         case .sender: ["sender", "sender id", "from", "header", "a-nr"]
         case .message: ["message", "text", "content", "body", "sms", "sms text", "message text"]
         case .product: ["product", "service"]

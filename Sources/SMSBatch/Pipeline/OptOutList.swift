@@ -42,7 +42,7 @@ enum OptOutList {
                     let i = column ?? 0
                     guard i < r.fieldCount else { continue }
                     let cell = trimSpacesAndTabs(block.pointee.field(r, i))
-                    if let n = RecipientNormalizer.normalize(cell, home: home) { numbers.insert(n.value) }
+                    if let n = RecipientNormalizer.normalizePasted(cell, home: home) { numbers.insert(n.value) }
                 }
                 spare = box
             case .warning: break

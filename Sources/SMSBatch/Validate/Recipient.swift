@@ -60,15 +60,24 @@ enum RecipientNormalizer {
         var leadingZeros = 0
         var value: UInt64 = 0   // digits after the leading zeros
         var digits = 0
+        // `9876543210.0`: a float's tail, not digits (see `PastedNumber`).
+        var dots = 0, digitsAfterDot = 0, nonZeroAfterDot = false
         for c in field {
             switch c {
             case 0x30:
                 if digits == 0 { leadingZeros += 1; if leadingZeros > 2 { return nil } }
                 else { value &*= 10; digits += 1 }
+                if dots > 0 { digitsAfterDot += 1 }
             case 0x31...0x39:
                 value = value &* 10 &+ UInt64(c &- 0x30)
                 digits += 1
-            case 0x20, 0x2D, 0x2E, 0x28, 0x29:  // space - . ( )
+                if dots > 0 { digitsAfterDot += 1; nonZeroAfterDot = true }
+            case 0x2E:  // .
+                dots += 1
+                digitsAfterDot = 0
+                nonZeroAfterDot = false
+                continue
+            case 0x20, 0x2D, 0x28, 0x29:  // space - ( )
                 continue
             case 0x2B:  // +
                 guard !plus, digits == 0, leadingZeros == 0 else { return nil }
@@ -79,6 +88,7 @@ enum RecipientNormalizer {
             if digits > 15 { return nil }
         }
         guard digits > 0 else { return nil }
+        if dots == 1 && digitsAfterDot > 0 && !nonZeroAfterDot { return nil }
         let cc = callingCode(home)
 
         if plus || leadingZeros == 2 {

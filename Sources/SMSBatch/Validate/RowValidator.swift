@@ -90,8 +90,8 @@ struct RowValidator {
 
         let rawRecipient = cell(.recipient)
         if rawRecipient.isEmpty { return .rejected(.missingRecipient, detail: "") }
-        guard let recipient = RecipientNormalizer.normalize(rawRecipient, home: home) else {
-            return .rejected(.invalidRecipient, detail: "not a valid mobile number")
+        guard let recipient = RecipientNormalizer.normalizePasted(rawRecipient, home: home) else {
+            return .rejected(.invalidRecipient, detail: PastedNumber.diagnosis(rawRecipient) ?? "not a valid mobile number")
         }
 
         let productCell = cell(.product)
