@@ -92,3 +92,74 @@ struct InputFormsTests {
         #expect(out.summary.rejectDetail?.contains(what) == true, "\(out.summary.rejectDetail ?? "")")
     }
 }
+
+@Suite("Input encodings: UTF-16 by its BOM, Windows-1252 and ISO-8859-1 when set, a hint when bytes are not UTF-8")
+struct InputEncodingTests {
+    /// Excel's "Unicode Text": UTF-16 with a BOM, tab-separated.
+    private func unicodeText(_ lines: [String], bigEndian: Bool = false) -> [UInt8] {
+        let text = lines.joined(separator: "\r\n") + "\r\n"
+        let bom: [UInt8] = bigEndian ? [0xFE, 0xFF] : [0xFF, 0xFE]
+        return bom + Array(text.data(using: bigEndian ? .utf16BigEndian : .utf16LittleEndian)!)
+    }
+
+    @Test("UTF-16 with a BOM (LE or BE) is read as the text it is, across block boundaries and surrogate pairs", arguments: [false, true])
+    func utf16(bigEndian: Bool) async throws {
+        let dir = TempDir()
+        var lines = ["recipient\tsender\tmessage\tproduct"]
+        for i in 0..<3_000 { lines.append("98765\(String(format: "%05d", i))\tMOBTXT\tNamaste José 😀 नमस्ते \(i)\tT") }
+        let path = dir.write("unicode.txt", unicodeText(lines, bigEndian: bigEndian))
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.status == .completed, "\(out.summary.rejectDetail ?? "")")
+        #expect(out.summary.valid == 3_000)
+        let messages = out.batchRows.column("message")
+        #expect(messages.count == 3_000)
+        #expect(messages.enumerated().allSatisfy { $0.element == "Namaste José 😀 नमस्ते \($0.offset)" })
+    }
+
+    @Test("a lone UTF-16 surrogate is not silently changed: its row is invalid_utf8, the others are read")
+    func loneSurrogate() async throws {
+        let dir = TempDir()
+        var bytes = unicodeText(["recipient\tsender\tmessage\tproduct"] + (0..<9).map { "987654321\($0)\tMOBTXT\tHello\tT" })
+        // A high surrogate (D800) alone before the CR LF of the last row, little-endian.
+        bytes.insert(contentsOf: [0x00, 0xD8], at: bytes.count - 4)
+        let path = dir.write("bad.txt", bytes)
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.valid == 8 && out.summary.invalidByReason[.invalidUTF8] == 1)
+    }
+
+    @Test("Windows-1252 bytes: invalid_utf8 with a hint by default, the file-level detail too; read as text with input.encoding set")
+    func windows1252() async throws {
+        let dir = TempDir()
+        let latin = "recipient,sender,message,product\n" + (0..<10).map { "987654321\($0),MOBTXT,\"Olá José, €5 “off”\",T" }.joined(separator: "\n") + "\n"
+        let bytes = Array(latin.data(using: .windowsCP1252)!)
+        let path = dir.write("excel-ansi.csv", bytes)
+        let auto = try await runJob(path, in: dir)
+        #expect(auto.summary.rejectReason == .tooManyInvalid)
+        #expect(auto.summary.rejectDetail?.contains("set input.encoding: windows-1252, iso-8859-1 or utf-16") == true, "\(auto.summary.rejectDetail ?? "")")
+        #expect(auto.rejects.rows.first?[2].contains("look like Windows-1252") == true)
+        // rejects.csv keeps the row's own bytes, so it can be fixed and dropped again.
+        let rejects = try Data(contentsOf: URL(fileURLWithPath: auto.dir + "/rejects.csv"))
+        #expect(rejects.range(of: Data("Ol\u{E1}".data(using: .windowsCP1252)!)) != nil)
+
+        var config = PipelineConfig()
+        config.input.encoding = .windows1252
+        let read = try await runJob(path, config: config, in: dir)
+        #expect(read.summary.valid == 10)
+        #expect(read.batchRows.column("message").first == "Olá José, €5 “off”")
+    }
+
+    @Test("ISO-8859-1 when set; input.encoding names only known encodings")
+    func latin1() async throws {
+        let dir = TempDir()
+        let text = "recipient,sender,message,product\n9876543210,MOBTXT,Grüße aus München,T\n"
+        let path = dir.write("latin1.csv", Array(text.data(using: .isoLatin1)!))
+        var config = PipelineConfig()
+        config.input.encoding = .latin1
+        let out = try await runJob(path, config: config, in: dir)
+        #expect(out.batchRows.column("message") == ["Grüße aus München"])
+        dir.write("p.yaml", "input:\n  encoding: shift-jis\n")
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: dir.file("p.yaml")) }
+        dir.write("q.yaml", "input:\n  encoding: Windows-1252\n")
+        #expect(try ConfigLoader.load(path: dir.file("q.yaml")).input.encoding == .windows1252)
+    }
+}

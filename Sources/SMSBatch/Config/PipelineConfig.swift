@@ -59,6 +59,8 @@ public struct InputConfig: Sendable, Equatable {
     public var maxListBytes: Int64 = 104_857_600
     public var maxExpandedBytes: Int64 = 2_147_483_648
     public var delimiter: Delimiter = .auto
+    /// The file's text encoding: UTF-8 (UTF-16 by its BOM) unless set.
+    public var encoding: InputEncoding = .auto
     /// Extra header aliases per role, added to the built-in ones.
     public var columns: [ColumnRole: [String]] = [:]
     public init() {}

@@ -35,6 +35,7 @@ final class CSVSource: @unchecked Sendable {
     /// wait for one); `emit` receives each event and returns false to stop early.
     func run(firstBox: BlockBox, nextBox: () -> BlockBox, emit: (Event) -> Bool) -> Result {
         var result = Result()
+        var utf8 = ByteBuffer(capacity: 1 << 16)
         let archive = ArchiveStream(input: file)
         let reader = CSVReader(block: firstBox)
         var t = DispatchTime.now().uptimeNanoseconds
@@ -59,6 +60,8 @@ final class CSVSource: @unchecked Sendable {
                 guard entry.isRegularFile, isCSV(entry, in: archive, emit: { pause(); defer { resume() }; return emit($0) }) else { continue }
                 result.csvEntries += 1
                 var first = true
+                // Another encoding than UTF-8: each block becomes UTF-8 in `utf8` first.
+                var transcoder: Transcoder?
                 while var block = try archive.nextBlock() {
                     // Past the bound, only the bytes up to it are parsed: the complete rows
                     // before the limit are counted, as for a damaged file.
@@ -66,14 +69,18 @@ final class CSVSource: @unchecked Sendable {
                     if over > 0 { block = UnsafeRawBufferPointer(rebasing: block[0..<max(0, block.count - Int(over))]) }
                     var data = block
                     if data.isEmpty && over <= 0 { continue }
+                    if first && !data.isEmpty, let (t, bom) = Transcoder.detect(data, encoding: input.encoding) {
+                        transcoder = t
+                        data = UnsafeRawBufferPointer(rebasing: data[bom...])
+                    }
+                    if transcoder != nil {
+                        utf8.removeAll()
+                        transcoder!.transcode(data, into: &utf8)
+                        data = UnsafeRawBufferPointer(start: utf8.base, count: utf8.count)
+                    }
                     if first && !data.isEmpty {
                         first = false
                         data = stripBOM(data)
-                        if data.count >= 2 && ((data[0] == 0xFF && data[1] == 0xFE) || (data[0] == 0xFE && data[1] == 0xFF)) {
-                            pause()
-                            _ = emit(.reject(.unreadable, "\(entry.name) is UTF-16 text; save it as UTF-8 CSV"))
-                            return result
-                        }
                         if let what = Self.notCSV(data) {
                             pause()
                             _ = emit(.reject(.unreadable, "\(entry.isRaw ? "the file" : entry.name) is \(what)"))
@@ -98,6 +105,11 @@ final class CSVSource: @unchecked Sendable {
                     if reader.recordCount >= blockRecords || reader.bufferedBytes >= 1 << 23 {
                         if !handOver() { break entries }
                     }
+                }
+                if transcoder != nil {
+                    utf8.removeAll()
+                    transcoder!.finish(into: &utf8)
+                    reader.feed(UnsafeRawBufferPointer(start: utf8.base, count: utf8.count))
                 }
                 reader.finish()
                 if !handOver() { break }

@@ -227,7 +227,10 @@ struct JobState: ~Copyable {
             if summary.rows == 0 {
                 rejectFile(.noRows, "no data rows after the header")
             } else if Double(countable) / Double(summary.rows) > config.validate.maxInvalidRatio {
-                rejectFile(.tooManyInvalid, "\(countable) of \(summary.rows) rows invalid, over validate.max_invalid_ratio (\(config.validate.maxInvalidRatio))")
+                let notUTF8 = summary.invalidByReason[.invalidUTF8] ?? 0
+                let hint = notUTF8 * 2 >= countable && config.input.encoding == .auto
+                    ? "; most are invalid_utf8: the file is not UTF-8 (set input.encoding: windows-1252, iso-8859-1 or utf-16)" : ""
+                rejectFile(.tooManyInvalid, "\(countable) of \(summary.rows) rows invalid, over validate.max_invalid_ratio (\(config.validate.maxInvalidRatio))" + hint)
             } else if planner.overCap && config.caps.overCap == .reject {
                 rejectFile(.overCap, "\(summary.toSend) messages need \(planner.parts) parts under the caps and caps.over_cap is reject")
             }

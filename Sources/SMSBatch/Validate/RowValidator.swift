@@ -78,7 +78,11 @@ struct RowValidator {
         }
         for i in 0..<r.fieldCount {
             let f = block.field(r, i)
-            if !isValidUTF8(f) { return .rejected(.invalidUTF8, detail: "column \(i + 1) is not valid UTF-8") }
+            if !isValidUTF8(f) {
+                let hint = Transcoder.looksLikeWindows1252(f)
+                    ? ": its bytes look like Windows-1252 (an accented letter as one byte, as Excel saves \"CSV\"); set input.encoding: windows-1252" : ""
+                return .rejected(.invalidUTF8, detail: "column \(i + 1) is not valid UTF-8" + hint)
+            }
             if f.count > 0 && memchr(f.baseAddress!, 0, f.count) != nil {
                 return .rejected(.invalidUTF8, detail: "column \(i + 1) holds a NUL byte")
             }
