@@ -15,6 +15,8 @@ enum PastedNumber {
     /// - `0` + the home calling code + a whole national number is international
     ///   (`091 98765 43210`).
     static func cleaned(_ field: UnsafeBufferPointer<UInt8>, home: HomeCountry) -> [UInt8]? {
+        // Letters are no number (most refused fields): leave before decoding anything.
+        for c in field where (0x61...0x7A).contains(c | 0x20) { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(field.count)
         var changed = false
@@ -61,14 +63,29 @@ enum PastedNumber {
     }
 
     /// Why a field that is not a number looks like a spreadsheet lost its digits, nil when
-    /// it does not.
+    /// it does not. On bytes, no regular expression: every refused number comes here.
     static func diagnosis(_ field: UnsafeBufferPointer<UInt8>) -> String? {
-        let text = String(decoding: field, as: UTF8.self).trimmingCharacters(in: .whitespaces)
-        if text.wholeMatch(of: /[+]?[0-9]([.,][0-9]+)?[eE][+]?[0-9]{1,2}/) != nil {
-            return "scientific notation (\(text)): digits were lost in a spreadsheet; format the column as text and export again"
+        var b = Array(field)
+        while b.first == 0x20 || b.first == 0x09 { b.removeFirst() }
+        while b.last == 0x20 || b.last == 0x09 { b.removeLast() }
+        if b.first == UInt8(ascii: "+") { b.removeFirst() }
+        func isDigit(_ c: UInt8) -> Bool { (0x30...0x39).contains(c) }
+        let text = { String(decoding: field, as: UTF8.self).trimmingCharacters(in: .whitespaces) }
+        // Scientific notation: d[.,]ddd E [+] d{1,2}
+        if let e = b.firstIndex(where: { $0 == 0x45 || $0 == 0x65 }), e > 0 {
+            let mantissa = b[..<e], exponent = b[(e + 1)...].drop { $0 == UInt8(ascii: "+") }
+            let sep = mantissa.firstIndex { $0 == 0x2E || $0 == 0x2C }
+            let mantissaOK = isDigit(mantissa.first!) && (sep == nil ? mantissa.count == 1
+                : sep == mantissa.startIndex + 1 && mantissa.count > 2 && mantissa[(sep! + 1)...].allSatisfy(isDigit))
+            if mantissaOK && (1...2).contains(exponent.count) && exponent.allSatisfy(isDigit) {
+                return "scientific notation (\(text())): digits were lost in a spreadsheet; format the column as text and export again"
+            }
         }
-        if text.wholeMatch(of: /[+]?[0-9]{1,3}(,[0-9]{3}){2,}/) != nil {
-            return "thousands separators (\(text)): a spreadsheet formatted the number; format the column as text and export again"
+        // Thousands separators: d{1,3}(,ddd){2,}
+        let groups = b.split(separator: 0x2C, omittingEmptySubsequences: false)
+        if groups.count >= 3, (1...3).contains(groups[0].count), groups.allSatisfy({ $0.allSatisfy(isDigit) }),
+           groups.dropFirst().allSatisfy({ $0.count == 3 }) {
+            return "thousands separators (\(text())): a spreadsheet formatted the number; format the column as text and export again"
         }
         return nil
     }
