@@ -22,6 +22,17 @@ struct InputFormsTests {
         #expect(out.summary.rows == 3 && out.summary.valid == 3)
     }
 
+    @Test("a RAR archive (version 4, the campaign stored) holds the campaign")
+    func rar() async throws {
+        // No RAR writer is free to install here: the archive is built byte by byte after
+        // RARLAB's technote (marker, archive header, one stored file, end of archive).
+        let dir = TempDir()
+        let path = dir.write("campaign.rar", rarStored(name: "campaign.csv", data: Array(campaign.utf8)))
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.status == .completed, "\(out.summary.rejectDetail ?? "")")
+        #expect(out.summary.valid == 3)
+    }
+
     @Test("a compressed cpio and a 7-Zip of two CSVs: every entry, every row")
     func compressedAndSeveral() async throws {
         let dir = TempDir()
@@ -162,4 +173,31 @@ struct InputEncodingTests {
         dir.write("q.yaml", "input:\n  encoding: Windows-1252\n")
         #expect(try ConfigLoader.load(path: dir.file("q.yaml")).input.encoding == .windows1252)
     }
+}
+
+/// A RAR 4 archive of one stored (uncompressed) file.
+func rarStored(name: String, data: [UInt8]) -> [UInt8] {
+    func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(v >> (8 * $0) & 0xFF) } }
+    /// A block: its CRC (the low 16 bits of the CRC-32 of everything after the CRC field).
+    func block(_ body: [UInt8]) -> [UInt8] { le16(Int(crc32(body) & 0xFFFF)) + body }
+    let marker: [UInt8] = [0x52, 0x61, 0x72, 0x21, 0x1A, 0x07, 0x00]
+    let main = block([0x73] + le16(0) + le16(13) + le16(0) + le32(0))
+    let nameBytes = Array(name.utf8)
+    var file: [UInt8] = [0x74] + le16(0x8000) + le16(32 + nameBytes.count)
+    file += le32(UInt32(data.count)) + le32(UInt32(data.count))  // packed, unpacked
+    file += [3] + le32(crc32(data)) + le32(0x5A21_0000)  // host OS Unix, data CRC, DOS time
+    file += [20, 0x30] + le16(nameBytes.count) + le32(0o100644) + nameBytes  // version 2.0, store
+    let end = block([0x7B] + le16(0x4000) + le16(7))
+    return marker + main + block(file) + data + end
+}
+
+/// CRC-32 (IEEE), as zip and RAR use it.
+func crc32(_ bytes: [UInt8]) -> UInt32 {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for b in bytes {
+        crc ^= UInt32(b)
+        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+    }
+    return ~crc
 }
