@@ -13,7 +13,7 @@ SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wil
 GEN_ROWS ?= 700000
 GEN_SEED ?= 1
 
-.PHONY: deps build test test-fast run release clean gen bench bench-send
+.PHONY: deps build test test-fast run release clean gen bench bench-send fuzz
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done); \
@@ -46,6 +46,26 @@ run: deps build
 
 release:
 	swift build -c release $(SWIFT_FLAGS)
+
+# libFuzzer on the CSV ingest, the number reader and the config loader (Sources/smsbatch-fuzz),
+# each FUZZ_SECONDS, from the committed seeds in Tests/Fuzz/corpus/<target>; what it finds
+# goes to .build-fuzz/ (new inputs in corpus-<target>/, a failing one as <target>-crash-…).
+# Replay a finding with an ordinary build: SMSBATCH_FUZZ_TARGET=csv .build/debug/smsbatch-fuzz FILE
+FUZZ_SECONDS ?= 60
+# A fixed seed: the same inputs in the same order each run (CI never flakes on a new draw).
+FUZZ_SEED ?= 1
+FUZZ_TARGETS ?= csv number config
+fuzz: SHELL := /bin/bash
+fuzz: deps
+	swift build -c release --product smsbatch-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .build-fuzz/corpus-$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		SMSBATCH_FUZZ_TARGET=$$t .build-fuzz/release/smsbatch-fuzz -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -rss_limit_mb=2048 -max_len=65536 \
+			-print_final_stats=1 -artifact_prefix=.build-fuzz/$$t- .build-fuzz/corpus-$$t Tests/Fuzz/corpus/$$t 2>&1 | \
+			grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|==[0-9]+==|Test unit written" ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 gen:
 	swift build -c release $(SWIFT_FLAGS) --product gen-recipients

@@ -81,6 +81,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
+        // libFuzzer targets (`make fuzz`, built with -sanitize=fuzzer,address -DFUZZING); an
+        // ordinary build replays corpus files through the same checks.
+        .executableTarget(name: "smsbatch-fuzz", dependencies: ["SMSBatch"], swiftSettings: swiftSettings),
         // Deterministic test recipient files, for tests and `make gen`; no dependencies.
         .target(name: "RecipientGenerator", swiftSettings: swiftSettings),
         .executableTarget(

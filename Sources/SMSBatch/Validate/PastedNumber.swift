@@ -99,7 +99,7 @@ enum PastedNumber {
 
 extension RecipientNormalizer {
     /// `normalize`, then, for a field it refuses, the same on the field as people paste it.
-    static func normalizePasted(_ field: UnsafeBufferPointer<UInt8>, home: HomeCountry) -> PhoneNumber? {
+    package static func normalizePasted(_ field: UnsafeBufferPointer<UInt8>, home: HomeCountry) -> PhoneNumber? {
         if let n = normalize(field, home: home) { return n }
         guard let cleaned = PastedNumber.cleaned(field, home: home) else { return nil }
         return cleaned.withUnsafeBufferPointer { normalize($0, home: home) }

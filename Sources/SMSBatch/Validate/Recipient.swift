@@ -9,7 +9,7 @@ public struct PhoneNumber: Hashable, Sendable, CustomStringConvertible {
     init(_ value: UInt64) { self.value = value }
 
     /// How many digits the number has (1 for 0, which no normalised number is).
-    var digitCount: Int {
+    package var digitCount: Int {
         var n = 1
         while n < pow10.count, value >= pow10[n] { n += 1 }
         return n
@@ -38,7 +38,7 @@ public struct PhoneNumber: Hashable, Sendable, CustomStringConvertible {
 private let pow10: [UInt64] = (0...19).reduce(into: []) { a, k in a.append(k == 0 ? 1 : a[k - 1] * 10) }
 
 /// Turns a recipient cell into a `PhoneNumber` (SPEC §5 "Recipient normalisation").
-enum RecipientNormalizer {
+package enum RecipientNormalizer {
     /// The normalised number, or nil when the field is not a valid number (`invalid_recipient`).
     ///
     /// Spaces, `-`, `.`, `(` and `)` are ignored anywhere. One `+` is allowed before the first
@@ -55,7 +55,7 @@ enum RecipientNormalizer {
     ///   national (`7911123456` → `+447911123456`). Ambiguous by nature; 10 is the shortest
     ///   common international length that is not also a common national one.
     /// - Everywhere else: E.164, 8–15 digits in all.
-    static func normalize(_ field: UnsafeBufferPointer<UInt8>, home: HomeCountry) -> PhoneNumber? {
+    package static func normalize(_ field: UnsafeBufferPointer<UInt8>, home: HomeCountry) -> PhoneNumber? {
         var plus = false
         var leadingZeros = 0
         var value: UInt64 = 0   // digits after the leading zeros
