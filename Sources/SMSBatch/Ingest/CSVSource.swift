@@ -177,7 +177,7 @@ final class CSVSource: @unchecked Sendable {
         if e.name.hasPrefix("__MACOSX/") || base.hasPrefix(".") { return false }
         let lower = base.lowercased()
         if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") { return true }
-        if !base.contains("."), archive.container == .zip, ArchiveCheck.zipEntries(file) == 1 { return true }
+        if !base.contains("."), archive.container == .zip, ZipDirectory.end(file)?.entries == 1 { return true }
         _ = emit(.warning("skipped archive entry '\(e.name)': not a .csv or .tsv file"))
         return false
     }
@@ -185,27 +185,12 @@ final class CSVSource: @unchecked Sendable {
 
 /// Checks on the end of a zip or tar that a streaming read cannot make.
 enum ArchiveCheck {
-    /// The entries a zip's end-of-central-directory record lists; nil when it has none or
-    /// counts them elsewhere (zip64).
-    static func zipEntries(_ file: InputFile) -> Int? {
-        let tail = file.tail(65_557)
-        guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
-            tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
-        }) else { return nil }
-        let total = Int(tail[at + 10]) | Int(tail[at + 11]) << 8
-        return total == 0xFFFF ? nil : total
-    }
-
     static func endDamage(_ archive: ArchiveStream, _ file: InputFile) -> String? {
         switch archive.container {
         case .zip:
-            // The end-of-central-directory record: "PK\u{5}\u{6}", within the last 64 KiB + 22 bytes.
-            let tail = file.tail(65_557)
-            guard tail.count >= 22, stride(from: tail.count - 22, through: 0, by: -1).contains(where: {
-                tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
-            }) else { return "truncated zip: no end of central directory" }
+            guard let end = ZipDirectory.end(file) else { return "truncated zip: no end of central directory" }
             // nil: a zip64 count kept elsewhere; then trust the entries read.
-            if let total = zipEntries(file), total != archive.entryCount {
+            if let total = end.entries, total != archive.entryCount {
                 return "zip central directory lists \(total) entries, the file holds \(archive.entryCount)"
             }
             return nil

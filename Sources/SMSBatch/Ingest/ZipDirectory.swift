@@ -5,19 +5,15 @@ enum ZipDirectory {
     /// The names in the central directory; nil when the file is no zip, or its directory is
     /// missing, damaged or over 4 MiB.
     static func names(_ file: InputFile) -> [String]? {
-        guard file.head(4) == [0x50, 0x4B, 0x03, 0x04] else { return nil }
-        let tail = file.tail(65_557)
-        guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
-            tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
-        }) else { return nil }
-        func u32(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 | Int(b[i + 2]) << 16 | Int(b[i + 3]) << 24 }
-        func u16(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 }
-        let size = u32(tail, at + 12), offset = u32(tail, at + 16)
+        guard file.head(4) == [0x50, 0x4B, 0x03, 0x04], let end = end(file) else { return nil }
+        let size = end.directorySize, offset = end.directoryOffset
         guard size <= 4 << 20, Int64(offset + size) <= file.size else { return nil }
         let directory = file.read(at: Int64(offset), count: size)
         guard directory.count == size else { return nil }
         var names: [String] = []
         var i = 0
+        func u32(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 | Int(b[i + 2]) << 16 | Int(b[i + 3]) << 24 }
+        func u16(_ b: [UInt8], _ i: Int) -> Int { Int(b[i]) | Int(b[i + 1]) << 8 }
         while i + 46 <= directory.count, u32(directory, i) == 0x0201_4B50 {
             let nameLength = u16(directory, i + 28), extra = u16(directory, i + 30), comment = u16(directory, i + 32)
             guard i + 46 + nameLength <= directory.count else { return nil }
@@ -25,6 +21,19 @@ enum ZipDirectory {
             i += 46 + nameLength + extra + comment
         }
         return names
+    }
+
+    /// A zip's end-of-central-directory record ("PK\u{5}\u{6}", within the last 64 KiB + 22
+    /// bytes): the entries it lists (nil for zip64, which counts them elsewhere) and where the
+    /// directory is. nil when the file has none (not a zip, or cut off).
+    static func end(_ file: InputFile) -> (entries: Int?, directorySize: Int, directoryOffset: Int)? {
+        let tail = file.tail(65_557)
+        guard tail.count >= 22, let at = stride(from: tail.count - 22, through: 0, by: -1).first(where: {
+            tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06
+        }) else { return nil }
+        func u32(_ i: Int) -> Int { Int(tail[i]) | Int(tail[i + 1]) << 8 | Int(tail[i + 2]) << 16 | Int(tail[i + 3]) << 24 }
+        let total = Int(tail[at + 10]) | Int(tail[at + 11]) << 8
+        return (total == 0xFFFF ? nil : total, u32(at + 12), u32(at + 16))
     }
 
     /// What an office document is, by the names a zip holds; nil for any other zip.
