@@ -27,9 +27,13 @@ final class DeliveryPusher: Sendable {
         /// Pushes that failed and were queued again.
         var retries = 0
         var stopped = false
+        /// Pushes that may still be started; nil: no limit.
+        var allowance: Int?
 
         mutating func take(now: Double, limit: Int) -> [Item] {
             var out: [Item] = []
+            let limit = min(limit, allowance ?? .max)
+            defer { if let a = allowance { allowance = a - out.count } }
             while out.count < limit {
                 if againHead < again.count, again[againHead].due <= now { out.append(again[againHead]); againHead += 1 }
                 else if freshHead < fresh.count, fresh[freshHead].due <= now { out.append(fresh[freshHead]); freshHead += 1 }
@@ -73,6 +77,14 @@ final class DeliveryPusher: Sendable {
     }
 
     func stop() { queue.withLock { $0.stopped = true } }
+
+    /// Lets at most `n` more pushes start (first pushes, retries and duplicates alike); nil
+    /// lifts the limit. Tests use it to hold a storm open while they kill its receiver: the
+    /// pushes still queued cannot all be made before the test has done what it needs.
+    func allow(_ n: Int?) { queue.withLock { $0.allowance = n } }
+
+    /// Lets `n` more pushes start, on top of what is still allowed.
+    func allowMore(_ n: Int) { queue.withLock { $0.allowance = ($0.allowance ?? 0) + n } }
 
     /// Pushes until stopped, keeping up to `concurrency` pushes in flight; `payload` builds a
     /// message's report.

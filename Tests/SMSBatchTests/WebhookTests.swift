@@ -158,9 +158,11 @@ struct WebhookProcessTests {
         let provider = try TestProvider {
             $0.dlrDelay = 0.5; $0.dlrDupRate = 0.1; $0.webhook = "http://127.0.0.1:\(port)/dlr"; $0.webhookSecret = secret
             $0.webhookRetry = 3; $0.seed = 77; $0.rateLimit = 0
-            // Four pushes at a time: the storm lasts long enough for five kills in it.
             $0.webhookConcurrency = 4
         }
+        // The test lets the pushes out in portions (below); none before.
+        let pusher = try #require(provider.server.core.pusher)
+        pusher.allow(0)
         let (path, _) = try generated(GeneratorOptions(rows: 10_000, seed: 71, invalidShare: 0, duplicateShare: 0), in: dir)
         var config = provider.config()
         config.watch.root = dir.file("spool")
@@ -173,21 +175,25 @@ struct WebhookProcessTests {
         // Jobs dated now: the receiver's clock is the real one, and dlr.stop_after counts from them.
         let now = Int64(Date().timeIntervalSince1970)
         let first = Task { [config] in try await sendJob(path, config: config, in: dir, now: now) }
-        // Five kills during the storm, each while pushes are still to be made (queued, waiting
-        // for a retry or in flight: after the first kills the pushes come in waves, so a push
-        // in flight at the very moment of a poll is not something to wait for); the receiver
-        // comes back on the same port once a push has failed (the provider retries it).
-        let pusher = try #require(provider.server.core.pusher)
+        // Five kills during the storm. The test lets the pushes out in portions, so the storm
+        // cannot end before the fifth kill however slow the machine: each kill comes once 20
+        // pushes of a portion were answered, and 50 more are let out while the receiver is dead,
+        // so pushes fail and the provider queues them again. The receiver comes back on the same
+        // port once a push has failed.
         var rng = SplitMix64(seed: 5)
         for _ in 0..<5 {
             let before = pusher.counts
-            #expect(eventually(timeout: 120) { pusher.counts.pushed > before.pushed + 20 && pusher.counts.queued > 0 })
+            pusher.allowMore(600)
+            #expect(eventually(timeout: 120) { pusher.counts.pushed > before.pushed + 20 })
             usleep(UInt32(rng.next() % 50_000))
             receiver.signal(SIGKILL)
             _ = receiver.wait(timeout: 10)
+            pusher.allowMore(50)
             #expect(eventually(timeout: 60) { pusher.counts.retries > before.retries })
+            #expect(pusher.counts.queued > 0, "pushes remain after the kill")
             receiver = try start()
         }
+        pusher.allow(nil)
         let sent = try await first.value
         #expect(sent.summary.submitted == 10_000)
         let ledger = try SQLiteLedger(path: config.statePath)
