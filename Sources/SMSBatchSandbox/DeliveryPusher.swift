@@ -27,16 +27,17 @@ final class DeliveryPusher: Sendable {
         /// Pushes that failed and were queued again.
         var retries = 0
         var stopped = false
-        /// Pushes that may still be started; nil: no limit.
+        /// First pushes that may still be started; nil: no limit.
         var allowance: Int?
 
         mutating func take(now: Double, limit: Int) -> [Item] {
             var out: [Item] = []
-            let limit = min(limit, allowance ?? .max)
-            defer { if let a = allowance { allowance = a - out.count } }
             while out.count < limit {
                 if againHead < again.count, again[againHead].due <= now { out.append(again[againHead]); againHead += 1 }
-                else if freshHead < fresh.count, fresh[freshHead].due <= now { out.append(fresh[freshHead]); freshHead += 1 }
+                else if freshHead < fresh.count, fresh[freshHead].due <= now, allowance ?? 1 > 0 {
+                    out.append(fresh[freshHead]); freshHead += 1
+                    if let a = allowance { allowance = a - 1 }
+                }
                 else { break }
             }
             if freshHead > 4096 && freshHead * 2 > fresh.count { fresh.removeFirst(freshHead); freshHead = 0 }
@@ -78,12 +79,12 @@ final class DeliveryPusher: Sendable {
 
     func stop() { queue.withLock { $0.stopped = true } }
 
-    /// Lets at most `n` more pushes start (first pushes, retries and duplicates alike); nil
+    /// Lets at most `n` more first pushes start (retries and duplicates are never held); nil
     /// lifts the limit. Tests use it to hold a storm open while they kill its receiver: the
     /// pushes still queued cannot all be made before the test has done what it needs.
     func allow(_ n: Int?) { queue.withLock { $0.allowance = n } }
 
-    /// Lets `n` more pushes start, on top of what is still allowed.
+    /// Lets `n` more first pushes start, on top of what is still allowed.
     func allowMore(_ n: Int) { queue.withLock { $0.allowance = ($0.allowance ?? 0) + n } }
 
     /// Pushes until stopped, keeping up to `concurrency` pushes in flight; `payload` builds a

@@ -142,16 +142,40 @@ private func mismatches(_ ledger: any Ledger, job: String, _ sandbox: SandboxSer
     return bad
 }
 
+/// A free loopback port below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range),
+/// for a server that is stopped and started again on the same port: no port-0 server or
+/// outgoing connection elsewhere in the test run can take it in between.
+func portOutsideEphemeralRange(seed: UInt64) throws -> UInt16 {
+    let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) } ?? []
+    let low = min(range.first ?? 32768, 32768)
+    var rng = SplitMix64(seed: seed)
+    for _ in 0..<200 {
+        let port = UInt16(10_000 + Int(rng.next() % UInt64(max(1, low - 10_000))))
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        close(fd)
+        if bound == 0 { return port }
+    }
+    throw POSIXError(.EADDRINUSE)
+}
+
 @Suite("Webhook process: pushes under kills, pushes and pulls together", .tags(.process), .notInFastRuns)
 struct WebhookProcessTests {
     @Test("the receiver SIGKILLed 5 times during a push storm with 10% duplicate pushes: every row's final status is the sandbox's; then push and pull together on a second job: the same")
     func killsDuringPushStorm() async throws {
         let dir = TempDir()
-        let port = try closedPort()
+        // Restarted on one port: one below the ephemeral range, which no other socket of the
+        // test run (a server on port 0, an outgoing connection) can take while it is down.
+        let port = try portOutsideEphemeralRange(seed: 11)
         dir.write("pipeline.yaml", "state:\n  path: \(dir.file("state.sqlite"))\ndlr:\n  webhook_secret_env: WH_SECRET\n")
         func start() throws -> Background {
             let b = try Background(["webhook", "--port", String(port)], cwd: dir.path, env: ["WH_SECRET": secret])
-            _ = eventually(timeout: 10) { b.stdout.contains("listening") }
+            #expect(eventually(timeout: 60) { b.stdout.contains("listening") }, "the receiver did not start: \(b.stderr)")
             return b
         }
         var receiver = try start()
@@ -175,16 +199,16 @@ struct WebhookProcessTests {
         // Jobs dated now: the receiver's clock is the real one, and dlr.stop_after counts from them.
         let now = Int64(Date().timeIntervalSince1970)
         let first = Task { [config] in try await sendJob(path, config: config, in: dir, now: now) }
-        // Five kills during the storm. The test lets the pushes out in portions, so the storm
-        // cannot end before the fifth kill however slow the machine: each kill comes once 20
-        // pushes of a portion were answered, and 50 more are let out while the receiver is dead,
-        // so pushes fail and the provider queues them again. The receiver comes back on the same
+        // Five kills during the storm. The test lets the first pushes out in portions, so the
+        // storm cannot end before the fifth kill however slow the machine: each kill comes once
+        // 20 pushes of a portion were answered, and 50 more are let out while the receiver is
+        // dead, so pushes fail and the provider queues them again (retries are never held). The receiver comes back on the same
         // port once a push has failed.
         var rng = SplitMix64(seed: 5)
         for _ in 0..<5 {
             let before = pusher.counts
             pusher.allowMore(600)
-            #expect(eventually(timeout: 120) { pusher.counts.pushed > before.pushed + 20 })
+            #expect(eventually(timeout: 120) { pusher.counts.pushed > before.pushed + 20 }, "pushes: \(pusher.counts), receiver: \(receiver.stderr)")
             usleep(UInt32(rng.next() % 50_000))
             receiver.signal(SIGKILL)
             _ = receiver.wait(timeout: 10)
