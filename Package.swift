@@ -42,10 +42,14 @@ let package = Package(
         .systemLibrary(
             name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Spreadsheets (.xlsx, .ods): libxml2's streaming xmlTextReader over the sheet's XML.
+        .systemLibrary(
+            name: "CXML2", path: "Sources/CXML2", pkgConfig: "libxml-2.0",
+            providers: [.apt(["libxml2-dev"])]),
         .target(
             name: "SMSBatch",
             dependencies: [
-                "CCSV", "CArchive", "CCrypto", "CSQLite", "CCurl",
+                "CCSV", "CArchive", "CCrypto", "CSQLite", "CCurl", "CXML2",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],

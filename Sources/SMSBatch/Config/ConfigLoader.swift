@@ -71,7 +71,7 @@ public enum ConfigLoader {
         static let sections = ["input", "validate", "dedupe", "caps", "split", "send", "watch", "state", "output", "report", "dlr"]
         static let report = ["locale"]
         static let dlr = ["poll_every", "stop_after", "webhook_secret_env", "listen", "port"]
-        static let input = ["max_file_bytes", "max_list_bytes", "max_expanded_bytes", "delimiter", "encoding", "columns"]
+        static let input = ["max_file_bytes", "max_list_bytes", "max_expanded_bytes", "delimiter", "encoding", "sheet", "columns"]
         static let validate = ["home_country", "max_invalid_ratio", "max_segments", "optout_list", "products",
                                "default_product", "default_sender", "timezone", "promo_window"]
         static let product = ["sender", "channel", "domestic"]
@@ -97,6 +97,7 @@ public enum ConfigLoader {
             case "max_expanded_bytes": c.maxExpandedBytes = try v.bytes()
             case "delimiter": c.delimiter = try delimiter(v)
             case "encoding": c.encoding = try v.choice(InputEncoding.allCases)
+            case "sheet": c.sheet = try v.optionalString()
             case "columns": c.columns = try columns(v)
             default: break
             }

@@ -61,6 +61,8 @@ public struct InputConfig: Sendable, Equatable {
     public var delimiter: Delimiter = .auto
     /// The file's text encoding: UTF-8 (UTF-16 by its BOM) unless set.
     public var encoding: InputEncoding = .auto
+    /// A workbook's sheet to read (.xlsx, .ods); nil: the first.
+    public var sheet: String?
     /// Extra header aliases per role, added to the built-in ones.
     public var columns: [ColumnRole: [String]] = [:]
     public init() {}

@@ -29,8 +29,11 @@ final class ArchiveStream {
         let isRaw: Bool
     }
 
-    init(input: InputFile) {
+    /// `skippable`: entries not read are skipped by seeking over them (a workbook's first
+    /// pass, which reads only its small parts), not read through.
+    init(input: InputFile, skippable: Bool = false) {
         self.input = input
+        self.skippable = skippable
         archive = archive_read_new()
         archive_read_support_filter_all(archive)
         sevenZip = input.head(6) == [0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]
@@ -54,6 +57,7 @@ final class ArchiveStream {
 
     /// The input is a 7-Zip archive (read with seeking).
     private let sevenZip: Bool
+    private let skippable: Bool
 
     deinit { archive_read_free(archive) }
 
@@ -63,6 +67,14 @@ final class ArchiveStream {
         if sevenZip {
             archive_read_set_seek_callback(archive) { _, data, offset, whence in
                 Unmanaged<InputFile>.fromOpaque(data!).takeUnretainedValue().seek(offset, whence: whence)
+            }
+        }
+        if skippable {
+            archive_read_set_skip_callback(archive) { _, data, request in
+                let file = Unmanaged<InputFile>.fromOpaque(data!).takeUnretainedValue()
+                let before = file.seek(0, whence: SEEK_CUR)
+                let after = file.seek(request, whence: SEEK_CUR)
+                return before < 0 || after < 0 ? 0 : min(after, file.size) - before
             }
         }
         let status = archive_read_open(archive, client, nil, { _, data, out in

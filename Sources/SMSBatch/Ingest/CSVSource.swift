@@ -49,10 +49,18 @@ final class CSVSource: @unchecked Sendable {
             let full = reader.exchange(nextBox())
             return emit(.block(full))
         }
-        // A workbook is a zip: its directory says so before any entry is read.
-        if let names = ZipDirectory.names(file), let what = ZipDirectory.document(names) {
+        // A workbook is a zip: its directory says so before any entry is read. One named as
+        // text was saved under the wrong name, and may not be the file that was meant.
+        if let names = ZipDirectory.names(file), let document = ZipDirectory.document(names) {
+            if case .workbook(let kind) = document, !Self.namedAsText(file.path) {
+                return runWorkbook(kind, firstBox: firstBox, nextBox: nextBox, emit: emit, result: result, started: t)
+            }
             pause()
-            _ = emit(.reject(.unreadable, "the file is \(what)"))
+            let what = document.description
+            let advice = if case .workbook = document {
+                ", saved under a text file's name: export the sheet as CSV UTF-8, or drop the \(document == .workbook(.xlsx) ? ".xlsx" : ".ods") itself"
+            } else { "" }
+            _ = emit(.reject(.unreadable, "the file is \(what)\(advice)"))
             return result
         }
         do {
@@ -130,6 +138,47 @@ final class CSVSource: @unchecked Sendable {
             }
         }
         pause()
+        return result
+    }
+
+    /// A name that says CSV or text (.csv, .tsv, .txt).
+    static func namedAsText(_ path: String) -> Bool {
+        let lower = path.lowercased()
+        return lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") || lower.hasSuffix(".txt")
+    }
+
+    /// Reads a workbook's sheet into record blocks, as `run` does a CSV stream.
+    private func runWorkbook(_ kind: WorkbookSource.Kind, firstBox: BlockBox, nextBox: () -> BlockBox,
+                             emit: (Event) -> Bool, result: Result, started: UInt64) -> Result {
+        var result = result
+        var t = started
+        let rows = SheetRows(block: firstBox)
+        func handOver() -> Bool {
+            result.busyNanos += DispatchTime.now().uptimeNanoseconds - t
+            defer { t = DispatchTime.now().uptimeNanoseconds }
+            guard rows.recordCount > 0 else { return true }
+            return emit(.block(rows.exchange(nextBox())))
+        }
+        let source = WorkbookSource(file: file, kind: kind, sheet: input.sheet, maxExpandedBytes: maxExpandedBytes)
+        var stopped = false
+        do {
+            try source.read(into: rows) {
+                if rows.recordCount >= blockRecords || rows.bufferedBytes >= 1 << 23 { stopped = !handOver() }
+                return !stopped
+            }
+            result.csvEntries = 1
+            if !stopped { _ = handOver() }
+        } catch {
+            // The complete rows before the damage are counted; nothing of the file is sent.
+            if handOver() {
+                switch error {
+                case .expandedTooLarge: _ = emit(.reject(.expandedTooLarge, "expands past input.max_expanded_bytes (\(maxExpandedBytes))"))
+                case .unreadable(let message): _ = emit(.reject(.unreadable, message))
+                }
+            }
+            return result
+        }
+        result.busyNanos += DispatchTime.now().uptimeNanoseconds - t
         return result
     }
 

@@ -36,17 +36,33 @@ enum ZipDirectory {
         return (total == 0xFFFF ? nil : total, u32(at + 12), u32(at + 16))
     }
 
-    /// What an office document is, by the names a zip holds; nil for any other zip.
-    static func document(_ names: [String]) -> String? {
-        let set = Set(names)
-        if set.contains("xl/workbook.xml") {
-            return "an Excel workbook (.xlsx), not CSV: save the sheet as CSV UTF-8"
+    /// An office document a zip can be.
+    enum Document: Equatable {
+        /// A spreadsheet smsbatch reads.
+        case workbook(WorkbookSource.Kind)
+        /// One it does not: what it is, for the rejection.
+        case other(String)
+
+        /// What the file is, for a rejection.
+        var description: String {
+            switch self {
+            case .workbook(.xlsx): "an Excel workbook (.xlsx)"
+            case .workbook(.ods): "an OpenDocument file (.ods)"
+            case .other(let what): what
+            }
         }
-        if set.contains("mimetype") && set.contains("content.xml") {
-            return "an OpenDocument file (.ods), not CSV: save the sheet as CSV UTF-8"
+    }
+
+    /// What an office document is, by the names a zip holds; nil for any other zip.
+    static func document(_ names: [String]) -> Document? {
+        let set = Set(names)
+        if set.contains("xl/workbook.xml") { return .workbook(.xlsx) }
+        if set.contains("mimetype") && set.contains("content.xml") { return .workbook(.ods) }
+        if set.contains("xl/workbook.bin") {
+            return .other("an Excel binary workbook (.xlsb), not CSV: save it as .xlsx or CSV UTF-8")
         }
         if set.contains("[Content_Types].xml") {
-            return "an Office document (Word or PowerPoint), not CSV"
+            return .other("an Office document (Word or PowerPoint), not CSV")
         }
         return nil
     }

@@ -1,0 +1,107 @@
+/// Turns a sheet's rows, cell by cell, into the record blocks the CSV path makes, so every
+/// stage after ingest cannot tell a workbook from a CSV file. A row's number is the sheet's
+/// own; the first row with anything in it is the header, and its last filled cell sets the
+/// width: shorter rows are filled with empty fields (a spreadsheet has no field count), and
+/// a filled cell past the header's last column makes the row longer, which validation
+/// reports as `wrong_field_count`. Rows with nothing in them are blank lines: no record.
+final class SheetRows {
+    /// Columns a sheet can have (Excel: A to XFD).
+    static let maxColumns = 16_384
+    /// Rows a sheet can have.
+    static let maxRows = 1_048_576
+
+    private(set) var current: BlockBox
+    /// The row being read: its cells' bytes back to back, and each filled cell's column and end.
+    private var cellBytes = ByteBuffer(capacity: 1 << 12)
+    private var cells: [(column: Int, end: Int)] = []
+    private var headerWidth: Int?
+    /// The last row number given to a record or skipped as blank.
+    private(set) var lastRow = 0
+
+    init(block: BlockBox) { current = block }
+
+    var recordCount: Int { current.pointer.pointee.records.count }
+    var bufferedBytes: Int { current.pointer.pointee.bytes.count }
+
+    /// Adds a cell of the row being read; `column` counts from 0. An empty cell is nothing.
+    func addCell(column: Int, _ bytes: UnsafeBufferPointer<UInt8>) {
+        guard !bytes.isEmpty else { return }
+        cellBytes.append(UnsafeRawBufferPointer(bytes))
+        cells.append((column, cellBytes.count))
+    }
+
+    func addCell(column: Int, _ bytes: borrowing ByteBuffer) {
+        addCell(column: column, bytes.bytes)
+    }
+
+    /// Ends the row being read as sheet row `row` (made larger than the row before when it
+    /// is not: numbers stay unique), `repeated` times over (an OpenDocument row repeat).
+    /// Returns the number the row took.
+    @discardableResult
+    func endRow(_ row: Int, repeated: Int = 1) -> Int {
+        defer { cellBytes.removeAll(); cells.removeAll(keepingCapacity: true) }
+        let first = max(row, lastRow + 1)
+        let count = max(1, min(repeated, SheetRows.maxRows + 1 - first))
+        lastRow = first + count - 1
+        guard !isBlank else { return first }
+        if cells.count > 1 && !zip(cells, cells.dropFirst()).allSatisfy({ $0.0.column < $0.1.column }) { orderCells() }
+        let lastColumn = cells.last!.column
+        let width: Int
+        if let headerWidth { width = max(headerWidth, lastColumn + 1) } else { width = lastColumn + 1; headerWidth = width }
+        for k in 0..<count { append(row: first + k, width: width, isHeader: isFirstRecord && k == 0) }
+        isFirstRecord = false
+        return first
+    }
+
+    /// No record was made yet: the next one is the header.
+    private var isFirstRecord = true
+
+    /// A row of empty cells or cells of spaces and tabs only, as a blank CSV line is.
+    private var isBlank: Bool {
+        for b in cellBytes.bytes where b != 0x20 && b != 0x09 { return false }
+        return true
+    }
+
+    /// Cells given out of column order (a hand-made file): sorted, the later of two cells in
+    /// one column kept.
+    private func orderCells() {
+        var start = 0
+        var spans: [(column: Int, start: Int, end: Int)] = []
+        for c in cells { spans.append((c.column, start, c.end)); start = c.end }
+        spans.sort { $0.column < $1.column || ($0.column == $1.column && $0.start < $1.start) }
+        var unique: [(column: Int, start: Int, end: Int)] = []
+        for s in spans { if unique.last?.column == s.column { unique[unique.count - 1] = s } else { unique.append(s) } }
+        let old = Array(cellBytes.bytes)
+        cellBytes.removeAll()
+        cells.removeAll(keepingCapacity: true)
+        for s in unique {
+            old[s.start..<s.end].withUnsafeBytes { cellBytes.append($0) }
+            cells.append((s.column, cellBytes.count))
+        }
+    }
+
+    private func append(row: Int, width: Int, isHeader: Bool) {
+        let b = current.pointer
+        let firstField = b.pointee.fieldEnds.count
+        var next = 0
+        var start = 0
+        for column in 0..<width {
+            if next < cells.count && cells[next].column == column {
+                b.pointee.bytes.append(UnsafeRawBufferPointer(cellBytes.slice(start, cells[next].end)))
+                start = cells[next].end
+                next += 1
+            }
+            b.pointee.fieldEnds.append(b.pointee.bytes.count)
+        }
+        b.pointee.records.append(RecordInfo(row: row, firstField: firstField, fieldCount: width, isHeader: isHeader, malformed: false))
+        b.pointee.pendingFirstField = b.pointee.fieldEnds.count
+    }
+
+    /// Hands over the block of records and goes on filling `fresh`.
+    func exchange(_ fresh: BlockBox) -> BlockBox {
+        let full = current
+        fresh.pointer.pointee.takePending(from: &full.pointer.pointee)
+        current = fresh
+        return full
+    }
+}

@@ -1,0 +1,328 @@
+import Foundation
+
+/// What an Excel workbook's small parts say (read in a first pass over the zip, which skips
+/// the sheets): its sheets in order and where each one is, how each cell style shows a
+/// number, the date system, and the shared-strings table. The table is the one part of a
+/// workbook held in memory; everything else streams.
+struct XLSXWorkbook {
+    struct Sheet { var name: String; var path: String? }
+    var sheets: [Sheet] = []
+    var date1904 = false
+    /// The number format of each cell style (`s` attribute), by index.
+    var styles: [CellFormat] = []
+    var sharedStrings = SharedStrings()
+    /// Decompressed bytes read in the first pass.
+    var expandedBytes: Int64 = 0
+    var hasWorkbook = false
+
+    /// Reads the parts; `limit` bounds the bytes decompressed.
+    static func read(path: String, limit: Int64) throws(SheetError) -> XLSXWorkbook {
+        var book = XLSXWorkbook()
+        let file: InputFile
+        do { file = try InputFile(path: path) } catch { throw .unreadable("cannot read the workbook again: \(error.reason)") }
+        let archive = ArchiveStream(input: file, skippable: true)
+        var relations: [String: (target: String, type: String)] = [:]
+        var sheetRelations: [(name: String, id: String)] = []
+        var customFormats: [Int: CellFormat] = [:]
+        var styleIDs: [Int] = []
+        do {
+            while let entry = try archive.nextEntry() {
+                let name = entry.name.lowercased()
+                let source: XMLStream.Source = { () throws(ArchiveError) -> UnsafeRawBufferPointer? in
+                    let block = try archive.nextBlock()
+                    if archive.expandedBytes > limit { throw ArchiveError(message: SheetError.overLimit) }
+                    return block
+                }
+                switch name {
+                case "xl/workbook.xml":
+                    book.hasWorkbook = true
+                    let xml = XMLStream(source: source)
+                    let sheet = xml.name("sheet"), workbookPr = xml.name("workbookPr")
+                    try parts(xml, entry.name) {
+                        guard xml.node == .element else { return }
+                        if xml.localName == sheet {
+                            var n = "", id = ""
+                            xml.attributes { a, v in
+                                if a == xml.name("name") { n = v.string } else if a == xml.name("id") { id = v.string }
+                            }
+                            sheetRelations.append((n, id))
+                        } else if xml.localName == workbookPr {
+                            xml.attributes { a, v in if a == xml.name("date1904") { book.date1904 = v.string == "1" || v.string == "true" } }
+                        }
+                    }
+                case "xl/_rels/workbook.xml.rels":
+                    let xml = XMLStream(source: source)
+                    let relationship = xml.name("Relationship")
+                    try parts(xml, entry.name) {
+                        guard xml.node == .element, xml.localName == relationship else { return }
+                        var id = "", target = "", type = ""
+                        xml.attributes { a, v in
+                            if a == xml.name("Id") { id = v.string } else if a == xml.name("Target") { target = v.string } else if a == xml.name("Type") { type = v.string }
+                        }
+                        relations[id] = (target, type)
+                    }
+                case "xl/styles.xml":
+                    let xml = XMLStream(source: source)
+                    let numFmt = xml.name("numFmt"), cellXfs = xml.name("cellXfs"), xf = xml.name("xf")
+                    var inCellXfs = false
+                    try parts(xml, entry.name) {
+                        if xml.localName == cellXfs { inCellXfs = xml.node == .element && !xml.isEmptyElement; return }
+                        guard xml.node == .element else { return }
+                        if xml.localName == numFmt {
+                            var id = -1, code = ""
+                            xml.attributes { a, v in
+                                if a == xml.name("numFmtId") { id = Int(v.string) ?? -1 } else if a == xml.name("formatCode") { code = v.string }
+                            }
+                            if id >= 0 { customFormats[id] = CellFormat.parse(code) }
+                        } else if inCellXfs && xml.localName == xf {
+                            var id = 0
+                            xml.attributes { a, v in if a == xml.name("numFmtId") { id = Int(v.string) ?? 0 } }
+                            styleIDs.append(id)
+                        }
+                    }
+                case "xl/sharedstrings.xml":
+                    book.sharedStrings = try SharedStrings.read(XMLStream(source: source), part: entry.name)
+                default:
+                    continue
+                }
+            }
+        } catch let error as ArchiveError {
+            throw error.message == SheetError.overLimit ? .expandedTooLarge : .unreadable("corrupt or truncated input: \(error.message)")
+        } catch let error as SheetError {
+            throw error
+        } catch {
+            throw .unreadable("\(error)")
+        }
+        book.expandedBytes = archive.expandedBytes
+        book.styles = styleIDs.map { customFormats[$0] ?? CellFormat.builtIn($0) }
+        book.sheets = sheetRelations.map { s in
+            guard let r = relations[s.id], r.type.hasSuffix("/worksheet") else { return Sheet(name: s.name, path: nil) }
+            return Sheet(name: s.name, path: partPath(r.target))
+        }
+        return book
+    }
+
+    /// A relationship target as a zip entry name: relative to `xl/`, or absolute from the root.
+    static func partPath(_ target: String) -> String {
+        var parts: [Substring] = target.hasPrefix("/") ? [] : ["xl"]
+        for p in target.split(separator: "/") {
+            if p == "." { continue }
+            if p == ".." { _ = parts.popLast(); continue }
+            parts.append(p)
+        }
+        return parts.joined(separator: "/")
+    }
+
+    /// Runs `each` on every node of a part; a damaged part names itself.
+    private static func parts(_ xml: XMLStream, _ part: String, _ each: () -> Void) throws(SheetError) {
+        do {
+            while try xml.next() { each() }
+        } catch {
+            throw SheetError.damaged(part, error.message)
+        }
+    }
+}
+
+/// The workbook could not be read as a sheet of rows.
+enum SheetError: Error {
+    /// The file is not what a workbook must be; the message says why.
+    case unreadable(String)
+    case expandedTooLarge
+
+    static let overLimit = "expands past input.max_expanded_bytes"
+
+    static func damaged(_ part: String, _ message: String) -> SheetError {
+        message == overLimit ? .expandedTooLarge : .unreadable("the workbook's \(part) is damaged: \(message)")
+    }
+}
+
+/// An .xlsx shared-strings table: every string's UTF-8 bytes back to back.
+struct SharedStrings {
+    private(set) var bytes: [UInt8] = []
+    private(set) var ends: [Int] = []
+
+    var count: Int { ends.count }
+
+    func string(_ i: Int) -> ArraySlice<UInt8>? {
+        guard i >= 0 && i < ends.count else { return nil }
+        return bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]]
+    }
+
+    /// `<si>` items: plain `<t>` or rich-text runs `<r><t>`; phonetic runs (`<rPh>`) are not
+    /// what the cell shows.
+    static func read(_ xml: XMLStream, part: String) throws(SheetError) -> SharedStrings {
+        var table = SharedStrings()
+        let si = xml.name("si"), t = xml.name("t"), rPh = xml.name("rPh")
+        var inT = false, inPhonetic = false, start = 0
+        do {
+            while try xml.next() {
+                switch xml.node {
+                case .element:
+                    let n = xml.localName
+                    if n == si { start = table.bytes.count; if xml.isEmptyElement { table.ends.append(start) } }
+                    else if n == t { inT = !xml.isEmptyElement }
+                    else if n == rPh { inPhonetic = !xml.isEmptyElement }
+                case .endElement:
+                    let n = xml.localName
+                    if n == si {
+                        OfficeText.decodeEscapes(&table.bytes, from: start)
+                        table.ends.append(table.bytes.count)
+                    } else if n == t { inT = false } else if n == rPh { inPhonetic = false }
+                case .text:
+                    if inT && !inPhonetic { table.bytes.append(contentsOf: xml.value) }
+                case .other:
+                    break
+                }
+            }
+        } catch {
+            throw SheetError.damaged(part, error.message)
+        }
+        return table
+    }
+}
+
+/// OOXML's escape for characters XML cannot hold: `_xHHHH_` (`_x000D_` is a carriage
+/// return; `_x005F_` escapes an underscore that would otherwise start one).
+enum OfficeText {
+    static func decodeEscapes(_ bytes: inout [UInt8], from start: Int) {
+        guard bytes[start...].contains(0x5F) else { return }
+        var out: [UInt8] = []
+        var i = start
+        func hex(_ b: UInt8) -> UInt32? {
+            switch b {
+            case 0x30...0x39: UInt32(b - 0x30)
+            case 0x41...0x46: UInt32(b - 0x37)
+            case 0x61...0x66: UInt32(b - 0x57)
+            default: nil
+            }
+        }
+        while i < bytes.count {
+            if bytes[i] == 0x5F, i + 6 < bytes.count, bytes[i + 1] == 0x78, bytes[i + 6] == 0x5F,
+               let a = hex(bytes[i + 2]), let b = hex(bytes[i + 3]), let c = hex(bytes[i + 4]), let d = hex(bytes[i + 5]),
+               let scalar = Unicode.Scalar(a << 12 | b << 8 | c << 4 | d) {
+                out.append(contentsOf: Array(String(Character(scalar)).utf8))
+                i += 7
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        bytes.replaceSubrange(start..., with: out)
+    }
+}
+
+/// Streams one worksheet's `<sheetData>` into rows: cells placed by their references, each
+/// cell's value as the sheet shows it (shared and inline strings, numbers in their format,
+/// dates in the SPEC's form, TRUE/FALSE, error values as written).
+struct XLSXSheetReader {
+    let book: XLSXWorkbook
+
+    /// Reads rows into `rows`; `rowEnded` is called after each row and returns false to stop.
+    func read(_ xml: XMLStream, part: String, into rows: SheetRows, rowEnded: () -> Bool) throws(SheetError) {
+        let rowName = xml.name("row"), c = xml.name("c"), v = xml.name("v"), isName = xml.name("is"), t = xml.name("t"), rPh = xml.name("rPh")
+        let rName = xml.name("r"), sName = xml.name("s"), tName = xml.name("t")
+        var row = 0, nextColumn = 0
+        var column = 0, type: [UInt8] = [], style = 0
+        var inV = false, inInline = false, inT = false, inPhonetic = false
+        var text: [UInt8] = []
+        var shown = ByteBuffer(capacity: 256)
+        func endCell() throws(SheetError) {
+            if column >= SheetRows.maxColumns { throw .unreadable("\(part) line \(xml.line): a cell past column XFD") }
+            shown.removeAll()
+            value(type: type, style: style, text: &text, into: &shown)
+            rows.addCell(column: column, shown)
+            nextColumn = column + 1
+        }
+        do {
+            while try xml.next() {
+                switch xml.node {
+                case .element:
+                    let n = xml.localName
+                    if n == c {
+                        column = nextColumn; type = []; style = 0; text.removeAll(keepingCapacity: true)
+                        xml.attributes { a, value in
+                            if a == rName { column = XLSXSheetReader.column(value) ?? nextColumn }
+                            else if a == tName { type = Array(value) }
+                            else if a == sName { style = Int(value.string) ?? 0 }
+                        }
+                        if xml.isEmptyElement { nextColumn = column + 1 }
+                    } else if n == v {
+                        inV = !xml.isEmptyElement
+                    } else if n == isName {
+                        inInline = !xml.isEmptyElement
+                    } else if n == t {
+                        inT = inInline && !xml.isEmptyElement
+                    } else if n == rPh {
+                        inPhonetic = !xml.isEmptyElement
+                    } else if n == rowName {
+                        var number = rows.lastRow + 1
+                        xml.attributes { a, value in if a == rName { number = Int(value.string) ?? number } }
+                        row = number
+                        nextColumn = 0
+                        if xml.isEmptyElement {
+                            rows.endRow(row)
+                            if !rowEnded() { return }
+                        }
+                    }
+                case .endElement:
+                    let n = xml.localName
+                    if n == c { try endCell() }
+                    else if n == v { inV = false }
+                    else if n == isName { inInline = false }
+                    else if n == t { inT = false }
+                    else if n == rPh { inPhonetic = false }
+                    else if n == rowName {
+                        rows.endRow(row)
+                        if !rowEnded() { return }
+                    }
+                case .text:
+                    if inV || (inT && !inPhonetic) { text.append(contentsOf: xml.value) }
+                case .other:
+                    break
+                }
+            }
+        } catch let error as SheetError {
+            throw error
+        } catch {
+            throw SheetError.damaged(part, (error as? XMLStreamError)?.message ?? "\(error)")
+        }
+    }
+
+    /// What the cell shows, from its type, style and the text of its `<v>` or `<is>`.
+    private func value(type: [UInt8], style: Int, text: inout [UInt8], into out: inout ByteBuffer) {
+        switch type {
+        case Array("s".utf8):
+            if let i = Int(String(decoding: text, as: UTF8.self)), let s = book.sharedStrings.string(i) {
+                s.withUnsafeBufferPointer { out.append($0) }
+            }
+        case Array("inlineStr".utf8), Array("str".utf8):
+            if !text.isEmpty { OfficeText.decodeEscapes(&text, from: 0) }
+            text.withUnsafeBufferPointer { out.append($0) }
+        case Array("b".utf8):
+            if !text.isEmpty { out.append(text == [0x30] ? "FALSE" : "TRUE") }
+        case Array("d".utf8):
+            out.append(OpenDocumentSheetReader.dateText(String(decoding: text, as: UTF8.self)))
+        case Array("e".utf8):
+            text.withUnsafeBufferPointer { out.append($0) }
+        default:
+            guard !text.isEmpty else { return }
+            let written = String(decoding: text, as: UTF8.self)
+            guard let number = Double(written.trimmingCharacters(in: .whitespaces)) else { out.append(written); return }
+            let format = style >= 0 && style < book.styles.count ? book.styles[style] : .general
+            out.append(format.display(number, date1904: book.date1904))
+        }
+    }
+
+    /// The column of a cell reference (`AB12` → 27), from 0; nil when it has no letters.
+    static func column(_ reference: UnsafeBufferPointer<UInt8>) -> Int? {
+        var n = 0, letters = 0
+        for b in reference {
+            let upper = b & ~0x20
+            guard upper >= 0x41 && upper <= 0x5A else { break }
+            n = n * 26 + Int(upper - 0x40)
+            letters += 1
+            if letters > 4 { return SheetRows.maxColumns }
+        }
+        return letters == 0 ? nil : n - 1
+    }
+}
