@@ -136,40 +136,62 @@ enum SheetError: Error {
     }
 }
 
-/// An .xlsx shared-strings table: every string's UTF-8 bytes back to back.
-struct SharedStrings {
-    private(set) var bytes: [UInt8] = []
-    private(set) var ends: [Int] = []
+/// An .xlsx shared-strings table: every string's UTF-8 bytes, kept in chunks of 16 MiB that
+/// are filled one after the other (no doubling and copying as it grows: the table is the one
+/// part of a workbook held whole, so its peak is its size).
+final class SharedStrings {
+    private static let chunkSize = 16 << 20
+    private var chunks: [UnsafeMutablePointer<UInt8>] = []
+    private var used = 0, capacity = 0
+    private struct Span { var chunk: Int32; var start: Int32; var count: Int32 }
+    private var spans: [Span] = []
 
-    var count: Int { ends.count }
+    var count: Int { spans.count }
 
-    func string(_ i: Int) -> ArraySlice<UInt8>? {
-        guard i >= 0 && i < ends.count else { return nil }
-        return bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]]
+    deinit { for c in chunks { c.deallocate() } }
+
+    func string(_ i: Int) -> UnsafeBufferPointer<UInt8>? {
+        guard i >= 0 && i < spans.count else { return nil }
+        let s = spans[i]
+        return UnsafeBufferPointer(start: chunks[Int(s.chunk)] + Int(s.start), count: Int(s.count))
+    }
+
+    private func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        if used + bytes.count > capacity || chunks.isEmpty {
+            capacity = max(SharedStrings.chunkSize, bytes.count)
+            chunks.append(.allocate(capacity: capacity))
+            used = 0
+        }
+        if let base = bytes.baseAddress { (chunks[chunks.count - 1] + used).update(from: base, count: bytes.count) }
+        spans.append(Span(chunk: Int32(chunks.count - 1), start: Int32(used), count: Int32(bytes.count)))
+        used += bytes.count
     }
 
     /// `<si>` items: plain `<t>` or rich-text runs `<r><t>`; phonetic runs (`<rPh>`) are not
     /// what the cell shows.
     static func read(_ xml: XMLStream, part: String) throws(SheetError) -> SharedStrings {
-        var table = SharedStrings()
+        let table = SharedStrings()
         let si = xml.name("si"), t = xml.name("t"), rPh = xml.name("rPh")
-        var inT = false, inPhonetic = false, start = 0
+        var inT = false, inPhonetic = false
+        var item: [UInt8] = []
         do {
             while try xml.next() {
                 switch xml.node {
                 case .element:
                     let n = xml.localName
-                    if n == si { start = table.bytes.count; if xml.isEmptyElement { table.ends.append(start) } }
-                    else if n == t { inT = !xml.isEmptyElement }
+                    if n == si {
+                        item.removeAll(keepingCapacity: true)
+                        if xml.isEmptyElement { table.append(UnsafeBufferPointer(start: nil, count: 0)) }
+                    } else if n == t { inT = !xml.isEmptyElement }
                     else if n == rPh { inPhonetic = !xml.isEmptyElement }
                 case .endElement:
                     let n = xml.localName
                     if n == si {
-                        OfficeText.decodeEscapes(&table.bytes, from: start)
-                        table.ends.append(table.bytes.count)
+                        if !item.isEmpty { OfficeText.decodeEscapes(&item, from: 0) }
+                        item.withUnsafeBufferPointer { table.append($0) }
                     } else if n == t { inT = false } else if n == rPh { inPhonetic = false }
                 case .text:
-                    if inT && !inPhonetic { table.bytes.append(contentsOf: xml.value) }
+                    if inT && !inPhonetic { item.append(contentsOf: xml.value) }
                 case .other:
                     break
                 }
@@ -185,7 +207,7 @@ struct SharedStrings {
 /// return; `_x005F_` escapes an underscore that would otherwise start one).
 enum OfficeText {
     static func decodeEscapes(_ bytes: inout [UInt8], from start: Int) {
-        guard bytes[start...].contains(0x5F) else { return }
+        guard bytes[start...].contains(0x5F) else { return }  // no `_`, nothing to decode
         var out: [UInt8] = []
         var i = start
         func hex(_ b: UInt8) -> UInt32? {
@@ -222,7 +244,7 @@ struct XLSXSheetReader {
         let rowName = xml.name("row"), c = xml.name("c"), v = xml.name("v"), isName = xml.name("is"), t = xml.name("t"), rPh = xml.name("rPh")
         let rName = xml.name("r"), sName = xml.name("s"), tName = xml.name("t")
         var row = 0, nextColumn = 0
-        var column = 0, type: [UInt8] = [], style = 0
+        var column = 0, type = CellType.number, style = 0
         var inV = false, inInline = false, inT = false, inPhonetic = false
         var text: [UInt8] = []
         var shown = ByteBuffer(capacity: 256)
@@ -239,11 +261,11 @@ struct XLSXSheetReader {
                 case .element:
                     let n = xml.localName
                     if n == c {
-                        column = nextColumn; type = []; style = 0; text.removeAll(keepingCapacity: true)
+                        column = nextColumn; type = .number; style = 0; text.removeAll(keepingCapacity: true)
                         xml.attributes { a, value in
                             if a == rName { column = XLSXSheetReader.column(value) ?? nextColumn }
-                            else if a == tName { type = Array(value) }
-                            else if a == sName { style = Int(value.string) ?? 0 }
+                            else if a == tName { type = CellType(value) }
+                            else if a == sName { style = XLSXSheetReader.integer(value) ?? 0 }
                         }
                         if xml.isEmptyElement { nextColumn = column + 1 }
                     } else if n == v {
@@ -288,29 +310,72 @@ struct XLSXSheetReader {
         }
     }
 
-    /// What the cell shows, from its type, style and the text of its `<v>` or `<is>`.
-    private func value(type: [UInt8], style: Int, text: inout [UInt8], into out: inout ByteBuffer) {
-        switch type {
-        case Array("s".utf8):
-            if let i = Int(String(decoding: text, as: UTF8.self)), let s = book.sharedStrings.string(i) {
-                s.withUnsafeBufferPointer { out.append($0) }
+    /// A cell's `t` attribute.
+    enum CellType {
+        case number, shared, inline, formulaString, boolean, error, isoDate
+
+        init(_ t: UnsafeBufferPointer<UInt8>) {
+            switch String(decoding: t, as: UTF8.self) {
+            case "s": self = .shared
+            case "inlineStr": self = .inline
+            case "str": self = .formulaString
+            case "b": self = .boolean
+            case "e": self = .error
+            case "d": self = .isoDate
+            default: self = .number
             }
-        case Array("inlineStr".utf8), Array("str".utf8):
+        }
+    }
+
+    /// What the cell shows, from its type, style and the text of its `<v>` or `<is>`.
+    private func value(type: CellType, style: Int, text: inout [UInt8], into out: inout ByteBuffer) {
+        switch type {
+        case .shared:
+            if let i = text.withUnsafeBufferPointer(XLSXSheetReader.integer), let s = book.sharedStrings.string(i) {
+                out.append(s)
+            }
+        case .inline, .formulaString:
             if !text.isEmpty { OfficeText.decodeEscapes(&text, from: 0) }
             text.withUnsafeBufferPointer { out.append($0) }
-        case Array("b".utf8):
+        case .boolean:
             if !text.isEmpty { out.append(text == [0x30] ? "FALSE" : "TRUE") }
-        case Array("d".utf8):
+        case .isoDate:
             out.append(OpenDocumentSheetReader.dateText(String(decoding: text, as: UTF8.self)))
-        case Array("e".utf8):
+        case .error:
             text.withUnsafeBufferPointer { out.append($0) }
-        default:
+        case .number:
             guard !text.isEmpty else { return }
-            let written = String(decoding: text, as: UTF8.self)
-            guard let number = Double(written.trimmingCharacters(in: .whitespaces)) else { out.append(written); return }
             let format = style >= 0 && style < book.styles.count ? book.styles[style] : .general
-            out.append(format.display(number, date1904: book.date1904))
+            text.append(0)
+            var end: UnsafeMutablePointer<CChar>?
+            let number = text.withUnsafeBufferPointer { b in
+                b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { p in
+                    let v = strtod(p, &end)
+                    // The whole text must be the number (spaces around it aside).
+                    var rest = end.map { UnsafePointer($0) } ?? p
+                    while rest.pointee == 0x20 { rest += 1 }
+                    return end.map { UnsafePointer($0) } == p || rest.pointee != 0 ? nil : v
+                }
+            }
+            text.removeLast()
+            guard let number else { text.withUnsafeBufferPointer { out.append($0) }; return }
+            if format == .general, number == number.rounded(), abs(number) < 1e15 {
+                out.appendDecimal(Int(number))  // the common case, without a String
+            } else {
+                out.append(format.display(number, date1904: book.date1904))
+            }
         }
+    }
+
+    /// A non-negative decimal integer written in ASCII digits; nil for anything else.
+    static func integer(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var n = 0
+        for b in bytes {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            n = n * 10 + Int(b - 0x30)
+        }
+        return n
     }
 
     /// The column of a cell reference (`AB12` → 27), from 0; nil when it has no letters.
