@@ -13,7 +13,7 @@ SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wil
 GEN_ROWS ?= 700000
 GEN_SEED ?= 1
 
-.PHONY: deps build test test-fast run release clean gen bench bench-send fuzz
+.PHONY: deps build test test-fast test-sanitize run release clean gen bench bench-send fuzz
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done); \
@@ -35,6 +35,15 @@ test-fast: deps
 	swift build --build-tests $(SWIFT_FLAGS)
 	SMSBATCH_FAST=1 swift test --skip-build $(SWIFT_FLAGS)
 
+# The suite under AddressSanitizer, then under ThreadSanitizer, each in its own scratch path.
+# SANITIZE_TESTS=all runs the process tests too (the binary built with the sanitizer; slower).
+SANITIZE_TESTS ?= fast
+test-sanitize: deps
+	swift build --build-tests --scratch-path .build-asan --sanitize=address
+	$(if $(filter fast,$(SANITIZE_TESTS)),SMSBATCH_FAST=1) swift test --skip-build --scratch-path .build-asan --sanitize=address
+	swift build --build-tests --scratch-path .build-tsan --sanitize=thread
+	$(if $(filter fast,$(SANITIZE_TESTS)),SMSBATCH_FAST=1) swift test --skip-build --scratch-path .build-tsan --sanitize=thread
+
 run: deps build
 	@rm -rf out
 	@for f in $(SAMPLES); do \
@@ -47,14 +56,14 @@ run: deps build
 release:
 	swift build -c release $(SWIFT_FLAGS)
 
-# libFuzzer on the CSV ingest, the number reader and the config loader (Sources/smsbatch-fuzz),
+# libFuzzer on the CSV ingest, the number reader, the config loader and the spreadsheet reader (Sources/smsbatch-fuzz),
 # each FUZZ_SECONDS, from the committed seeds in Tests/Fuzz/corpus/<target>; what it finds
 # goes to .build-fuzz/ (new inputs in corpus-<target>/, a failing one as <target>-crash-…).
 # Replay a finding with an ordinary build: SMSBATCH_FUZZ_TARGET=csv .build/debug/smsbatch-fuzz FILE
 FUZZ_SECONDS ?= 60
 # A fixed seed: the same inputs in the same order each run (CI never flakes on a new draw).
 FUZZ_SEED ?= 1
-FUZZ_TARGETS ?= csv number config
+FUZZ_TARGETS ?= csv number config sheet
 fuzz: SHELL := /bin/bash
 fuzz: deps
 	swift build -c release --product smsbatch-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING

@@ -7,12 +7,15 @@ import SMSBatch
 ///   dry run: a file-level rejection or every row in exactly one place.
 /// - `number`: a recipient cell: a number read is valid E.164 and reads again as itself.
 /// - `config`: a pipeline.yaml: loaded or refused with a ConfigError, never a crash.
+/// - `sheet`: a spreadsheet's XML: the first byte picks .xlsx or .ods; the bytes up to a
+///   `\0\0` are the sheet (xlsx) or content.xml (ods), the rest the shared-strings table; a
+///   workbook around them is zipped here, and the job must hold as for `csv`.
 enum FuzzTarget: String, CaseIterable {
-    case csv, number, config
+    case csv, number, config, sheet
 
     static let selected: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["SMSBATCH_FUZZ_TARGET"] ?? "csv"
-        guard let t = FuzzTarget(rawValue: name) else { fatalError("SMSBATCH_FUZZ_TARGET must be one of csv, number, config, not \(name)") }
+        guard let t = FuzzTarget(rawValue: name) else { fatalError("SMSBATCH_FUZZ_TARGET must be one of csv, number, config, sheet, not \(name)") }
         return t
     }()
 
@@ -21,7 +24,32 @@ enum FuzzTarget: String, CaseIterable {
         case .csv: FuzzTarget.csvFile(bytes)
         case .number: FuzzTarget.number(bytes)
         case .config: _ = try? ConfigLoader.parse(yaml: String(decoding: bytes, as: UTF8.self), source: "fuzz.yaml")
+        case .sheet: FuzzTarget.sheet(bytes)
         }
+    }
+
+    private static func sheet(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let first = bytes.first else { return }
+        let rest = Array(bytes.dropFirst())
+        var cut = rest.count
+        for i in 0..<max(0, rest.count - 1) where rest[i] == 0 && rest[i + 1] == 0 { cut = i; break }
+        let main = Array(rest[..<cut]), strings = cut + 2 <= rest.count ? Array(rest[(cut + 2)...]) : []
+        let entries: [(String, [UInt8])]
+        if first & 1 == 0 {
+            let ns = "xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\""
+            entries = [
+                ("xl/workbook.xml", Array("<workbook \(ns) xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\"><sheets><sheet name=\"S\" sheetId=\"1\" r:id=\"rId1\"/></sheets></workbook>".utf8)),
+                ("xl/_rels/workbook.xml.rels", Array("<Relationships><Relationship Id=\"rId1\" Type=\"x/worksheet\" Target=\"worksheets/sheet1.xml\"/></Relationships>".utf8)),
+                ("xl/styles.xml", Array("<styleSheet \(ns)><numFmts><numFmt numFmtId=\"164\" formatCode=\"dd/mm/yyyy hh:mm\"/></numFmts><cellXfs><xf numFmtId=\"0\"/><xf numFmtId=\"164\"/><xf numFmtId=\"3\"/></cellXfs></styleSheet>".utf8)),
+                ("xl/worksheets/sheet1.xml", main),
+                ("xl/sharedStrings.xml", strings),
+            ]
+        } else {
+            entries = [("mimetype", Array("application/vnd.oasis.opendocument.spreadsheet".utf8)), ("content.xml", main)]
+        }
+        let path = work + (first & 1 == 0 ? "/input.xlsx" : "/input.ods")
+        _ = FileManager.default.createFile(atPath: path, contents: Data(StoredZip.make(entries)))
+        job(path)
     }
 
     private static let work: String = {
@@ -33,6 +61,11 @@ enum FuzzTarget: String, CaseIterable {
     private static func csvFile(_ bytes: UnsafeBufferPointer<UInt8>) {
         let path = work + "/input"
         _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        job(path)
+    }
+
+    /// Runs the file at `path` as a dry-run job and checks the accounting invariant.
+    private static func job(_ path: String) {
         var options = RunOptions()
         options.dryRun = true
         options.now = 1_795_667_400
@@ -63,6 +96,40 @@ enum FuzzTarget: String, CaseIterable {
         precondition((8...15).contains(n.digitCount), "\(n) is no E.164 number")
         let again = Array(n.description.utf8).withUnsafeBufferPointer { RecipientNormalizer.normalize($0, home: home) }
         precondition(again == n, "\(n) reads back as \(again.map(\.description) ?? "nothing")")
+    }
+}
+
+/// A zip with its entries stored (not compressed): enough for a workbook around fuzzed XML.
+enum StoredZip {
+    static func make(_ entries: [(String, [UInt8])]) -> [UInt8] {
+        var out: [UInt8] = [], directory: [UInt8] = []
+        func u16(_ v: Int, _ b: inout [UInt8]) { b += [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+        func u32(_ v: UInt32, _ b: inout [UInt8]) { for k in 0..<4 { b.append(UInt8(v >> (8 * UInt32(k)) & 0xFF)) } }
+        for (name, data) in entries {
+            let offset = UInt32(out.count), crc = crc32(data), n = Array(name.utf8)
+            u32(0x0403_4B50, &out); u16(20, &out); u16(0, &out); u16(0, &out); u16(0, &out); u16(0, &out)
+            u32(crc, &out); u32(UInt32(data.count), &out); u32(UInt32(data.count), &out); u16(n.count, &out); u16(0, &out)
+            out += n + data
+            u32(0x0201_4B50, &directory); u16(20, &directory); u16(20, &directory); u16(0, &directory); u16(0, &directory)
+            u16(0, &directory); u16(0, &directory); u32(crc, &directory); u32(UInt32(data.count), &directory); u32(UInt32(data.count), &directory)
+            u16(n.count, &directory); u16(0, &directory); u16(0, &directory); u16(0, &directory); u16(0, &directory); u32(0, &directory)
+            u32(offset, &directory)
+            directory += n
+        }
+        let at = UInt32(out.count)
+        out += directory
+        u32(0x0605_4B50, &out); u16(0, &out); u16(0, &out); u16(entries.count, &out); u16(entries.count, &out)
+        u32(UInt32(directory.count), &out); u32(at, &out); u16(0, &out)
+        return out
+    }
+
+    static func crc32(_ data: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in data {
+            crc ^= UInt32(b)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
     }
 }
 

@@ -133,7 +133,7 @@ final class CSVSource: @unchecked Sendable {
             // The complete rows before the damage are counted; nothing of the file is sent.
             if handOver() {
                 pause()
-                _ = emit(.reject(.unreadable, "corrupt or truncated input: \((error as? ArchiveError)?.message ?? "\(error)")"))
+                _ = emit(.reject(.unreadable, "corrupt or truncated input: \(error.message)"))
                 return result
             }
         }
