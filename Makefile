@@ -56,14 +56,15 @@ run: deps build
 release:
 	swift build -c release $(SWIFT_FLAGS)
 
-# libFuzzer on the CSV ingest, the number reader, the config loader and the spreadsheet reader (Sources/smsbatch-fuzz),
+# libFuzzer on the CSV ingest, the number reader, the config loader, the spreadsheet reader and
+# the HTTP request parsers (sandbox server, pushed delivery reports) (Sources/smsbatch-fuzz),
 # each FUZZ_SECONDS, from the committed seeds in Tests/Fuzz/corpus/<target>; what it finds
 # goes to .build-fuzz/ (new inputs in corpus-<target>/, a failing one as <target>-crash-…).
 # Replay a finding with an ordinary build: SMSBATCH_FUZZ_TARGET=csv .build/debug/smsbatch-fuzz FILE
 FUZZ_SECONDS ?= 60
 # A fixed seed: the same inputs in the same order each run (CI never flakes on a new draw).
 FUZZ_SEED ?= 1
-FUZZ_TARGETS ?= csv number config sheet
+FUZZ_TARGETS ?= csv number config sheet http
 fuzz: SHELL := /bin/bash
 fuzz: deps
 	swift build -c release --product smsbatch-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING

@@ -87,7 +87,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         // libFuzzer targets (`make fuzz`, built with -sanitize=fuzzer,address -DFUZZING); an
         // ordinary build replays corpus files through the same checks.
-        .executableTarget(name: "smsbatch-fuzz", dependencies: ["SMSBatch"], swiftSettings: swiftSettings),
+        .executableTarget(name: "smsbatch-fuzz", dependencies: ["SMSBatch", "SMSBatchSandbox"], swiftSettings: swiftSettings),
         // Deterministic test recipient files, for tests and `make gen`; no dependencies.
         .target(name: "RecipientGenerator", swiftSettings: swiftSettings),
         .executableTarget(

@@ -1,5 +1,6 @@
 import Foundation
 import SMSBatch
+import SMSBatchSandbox
 
 /// Coverage-guided fuzz targets (`make fuzz`): each feeds arbitrary bytes to one reader and
 /// checks what must hold whatever the bytes, not only that nothing crashes.
@@ -10,12 +11,16 @@ import SMSBatch
 /// - `sheet`: a spreadsheet's XML: the first byte picks .xlsx or .ods; the bytes up to a
 ///   `\0\0` are the sheet (xlsx) or content.xml (ods), the rest the shared-strings table; a
 ///   workbook around them is zipped here, and the job must hold as for `csv`.
+/// - `http`: the first byte picks: the rest sent raw to the sandbox's HTTP server (each
+///   answer a well-formed HTTP/1.1 response, and the server still answers afterwards), or
+///   read as a pushed delivery-report body (refused, or every report has a status and an id
+///   or custom to match it by).
 enum FuzzTarget: String, CaseIterable {
-    case csv, number, config, sheet
+    case csv, number, config, sheet, http
 
     static let selected: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["SMSBATCH_FUZZ_TARGET"] ?? "csv"
-        guard let t = FuzzTarget(rawValue: name) else { fatalError("SMSBATCH_FUZZ_TARGET must be one of csv, number, config, sheet, not \(name)") }
+        guard let t = FuzzTarget(rawValue: name) else { fatalError("SMSBATCH_FUZZ_TARGET must be one of csv, number, config, sheet, http, not \(name)") }
         return t
     }()
 
@@ -25,7 +30,82 @@ enum FuzzTarget: String, CaseIterable {
         case .number: FuzzTarget.number(bytes)
         case .config: _ = try? ConfigLoader.parse(yaml: String(decoding: bytes, as: UTF8.self), source: "fuzz.yaml")
         case .sheet: FuzzTarget.sheet(bytes)
+        case .http: FuzzTarget.http(bytes)
         }
+    }
+
+    /// The sandbox the `http` target talks to: in this process, on loopback.
+    private static let sandbox: SandboxServer = {
+        var options = SandboxOptions(token: "fuzz-token")
+        options.rateLimit = 0
+        options.dlrDelay = 0
+        let server = SandboxServer(options: options)
+        _ = try! server.start()
+        return server
+    }()
+
+    private static func http(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let first = bytes.first else { return }
+        let rest = Array(bytes.dropFirst())
+        if first & 1 == 1 {
+            guard let read = try? WebhookPayload.read(rest) else { return }
+            precondition(!read.reports.isEmpty, "a body read with no report in it")
+            for r in read.reports {
+                precondition(!r.status.trimmingCharacters(in: .whitespaces).isEmpty, "a report without a status")
+                precondition(!r.messageId.isEmpty || !r.custom.isEmpty, "a report with nothing to match it by")
+            }
+            return
+        }
+        let answer = exchange(rest)
+        // Whatever came back is whole answers: each starts with a status line.
+        if !answer.isEmpty {
+            let text = String(decoding: answer.prefix(12), as: UTF8.self)
+            precondition(text.hasPrefix("HTTP/1.1 ") && text.dropFirst(9).prefix(3).allSatisfy(\.isNumber), "not an HTTP answer: \(text)")
+        }
+        let health = exchange(Array("GET /api/v2/auth/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer fuzz-token\r\nConnection: close\r\n\r\n".utf8))
+        precondition(String(decoding: health.prefix(12), as: UTF8.self) == "HTTP/1.1 200", "the sandbox no longer answers")
+    }
+
+    /// Sends `request` on a fresh connection, ends the sending side, and reads until the
+    /// server closes (at most 5 s).
+    private static func exchange(_ request: [UInt8]) -> [UInt8] {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = sandbox.port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var fd: Int32 = -1
+        // Thousands of connections a second: a closed one must leave no TIME_WAIT behind
+        // (linger 0), and a moment without a free local port is waited out, not a finding.
+        for attempt in 0..<100 {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            precondition(fd >= 0)
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if connected == 0 { break }
+            close(fd)
+            fd = -1
+            precondition(attempt < 99 && (errno == EADDRNOTAVAIL || errno == EAGAIN), "cannot reach the sandbox: \(String(cString: strerror(errno)))")
+            usleep(100_000)
+        }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var sent = 0
+        while sent < request.count {
+            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            answer += buffer[0..<n]
+        }
+        return answer
     }
 
     private static func sheet(_ bytes: UnsafeBufferPointer<UInt8>) {

@@ -221,3 +221,78 @@ struct SpreadsheetTests {
         #expect(CellFormat.parse(code).display(value, date1904: false) == shown)
     }
 }
+
+@Suite("Spreadsheets: rows that wait for the shared-strings table")
+struct SheetRowsTests {
+    /// A table read from XML bytes, as the loader thread reads one.
+    private func table(_ strings: [String]) throws -> SharedStrings {
+        let xml = Array(("<sst>" + strings.map { "<si><t>\($0)</t></si>" }.joined() + "</sst>").utf8)
+        var given = false
+        return try xml.withUnsafeBytes { bytes in
+            try SharedStrings.read(XMLStream(source: { () throws(ArchiveError) -> UnsafeRawBufferPointer? in
+                defer { given = true }
+                return given ? nil : bytes
+            }), part: "xl/sharedStrings.xml")
+        }
+    }
+
+    /// Every record of the block: row, header flag and fields.
+    private func records(_ rows: SheetRows) -> [String] {
+        let b = rows.current.pointer
+        return b.pointee.records.map { r in
+            "\(r.row)\(r.isHeader ? "h" : ""):" + (0..<r.fieldCount).map { String(decoding: b.pointee.field(r, $0), as: UTF8.self) }.joined(separator: "|")
+        }
+    }
+
+    private enum Cell { case text(String), shared(Int) }
+
+    /// Feeds rows to `rows`, shared strings deferred or resolved at once.
+    private func feed(_ rows: SheetRows, _ sheet: [(Int, [(Int, Cell)])], strings: SharedStrings, defer deferring: Bool) {
+        for (row, cells) in sheet {
+            for (column, cell) in cells {
+                switch cell {
+                case .text(let t): Array(t.utf8).withUnsafeBufferPointer { rows.addCell(column: column, $0) }
+                case .shared(let i):
+                    if deferring { rows.addDeferredCell(column: column, index: i) } else if let s = strings.string(i) { rows.addCell(column: column, s) }
+                }
+            }
+            rows.endRow(row)
+        }
+    }
+
+    @Test("rows kept until the table is read become the records they would have been, in order, with their numbers; a blank shared string leaves a blank row")
+    func replayMatchesDirect() throws {
+        let strings = try table(["recipient", "message", "Hello", "  ", "MOBTXT"])
+        let sheet: [(Int, [(Int, Cell)])] = [
+            (1, [(0, .shared(0)), (1, .text("sender")), (2, .shared(1))]),
+            (2, [(0, .text("9876543210")), (1, .shared(4)), (2, .shared(2))]),
+            (3, [(0, .text("9876543211")), (1, .text("MOBTXT")), (2, .text("Plain"))]),
+            (5, [(1, .shared(3))]),
+            (6, [(2, .shared(2)), (0, .text("9876543212")), (3, .text("extra"))]),
+            (7, [(0, .shared(99))]),
+        ]
+        let direct = SheetRows(block: BlockBox())
+        feed(direct, sheet, strings: strings, defer: false)
+        let waiting = SheetRows(block: BlockBox())
+        feed(waiting, sheet, strings: strings, defer: true)
+        #expect(waiting.current.pointer.pointee.records.isEmpty)
+        #expect(waiting.pendingRows == 6 && waiting.pendingBytes > 0)
+        var ended = 0
+        #expect(waiting.replayPending(strings) { ended += 1; return true })
+        #expect(ended == 6)
+        #expect(records(waiting) == records(direct))
+        #expect(records(direct) == ["1h:recipient|sender|message", "2:9876543210|MOBTXT|Hello", "3:9876543211|MOBTXT|Plain", "6:9876543212||Hello|extra"])
+        #expect(waiting.pendingRows == 0 && waiting.pendingBytes == 0)
+    }
+
+    @Test("a row after a waiting one waits too, even without shared strings, so the order holds")
+    func orderHolds() throws {
+        let strings = try table(["a"])
+        let rows = SheetRows(block: BlockBox())
+        feed(rows, [(1, [(0, .text("h"))]), (2, [(0, .shared(0))]), (3, [(0, .text("b"))])], strings: strings, defer: true)
+        #expect(records(rows) == ["1h:h"])
+        #expect(rows.pendingRows == 2)
+        _ = rows.replayPending(strings) { true }
+        #expect(records(rows) == ["1h:h", "2:a", "3:b"])
+    }
+}

@@ -36,21 +36,91 @@ final class SheetRows {
 
     /// Ends the row being read as sheet row `row` (made larger than the row before when it
     /// is not: numbers stay unique), `repeated` times over (an OpenDocument row repeat).
-    /// Returns the number the row took.
-    @discardableResult
-    func endRow(_ row: Int, repeated: Int = 1) -> Int {
-        defer { cellBytes.removeAll(); cells.removeAll(keepingCapacity: true) }
+    /// A row with a shared string not yet known, and every row after it, waits in `pending`
+    /// until `replayPending` has the table.
+    func endRow(_ row: Int, repeated: Int = 1) {
+        defer { cellBytes.removeAll(); cells.removeAll(keepingCapacity: true); deferred.removeAll(keepingCapacity: true) }
         let first = max(row, lastRow + 1)
         let count = max(1, min(repeated, SheetRows.maxRows + 1 - first))
         lastRow = first + count - 1
-        guard !isBlank else { return first }
+        if !deferred.isEmpty || pendingRows > 0 { keepPending(first: first, count: count) } else { emit(first: first, count: count) }
+    }
+
+    private func emit(first: Int, count: Int) {
+        guard !isBlank else { return }
         if cells.count > 1 && !zip(cells, cells.dropFirst()).allSatisfy({ $0.0.column < $0.1.column }) { orderCells() }
         let lastColumn = cells.last!.column
         let width: Int
         if let headerWidth { width = max(headerWidth, lastColumn + 1) } else { width = lastColumn + 1; headerWidth = width }
         for k in 0..<count { append(row: first + k, width: width, isHeader: isFirstRecord && k == 0) }
         isFirstRecord = false
-        return first
+    }
+
+    // MARK: Rows waiting for the shared-strings table
+
+    /// Shared-string cells of the row being read whose table is not read yet: column, index.
+    private var deferred: [(column: Int, index: Int)] = []
+    /// Rows kept until the table is known, encoded back to back: the first row's number (64
+    /// bits), then 32-bit numbers (what a sheet's columns, repeats and cells fit in): count,
+    /// cells (column, shared index or -1, length, bytes).
+    private var pending = ByteBuffer(capacity: 1 << 16)
+    private(set) var pendingRows = 0
+    /// Bytes the waiting rows take.
+    var pendingBytes: Int { pending.count }
+
+    /// Adds a shared-string cell whose text is not known yet.
+    func addDeferredCell(column: Int, index: Int) {
+        deferred.append((column, index))
+    }
+
+    private func keepPending(first: Int, count: Int) {
+        // An index past Int32 (a hostile file) stays past the end of any table.
+        func int(_ v: Int) { withUnsafeBytes(of: Int32(clamping: v)) { pending.append($0) } }
+        withUnsafeBytes(of: Int64(first)) { pending.append($0) }
+        int(count); int(cells.count + deferred.count)
+        var start = 0
+        for c in cells {
+            int(c.column); int(-1); int(c.end - start)
+            pending.append(UnsafeRawBufferPointer(cellBytes.slice(start, c.end)))
+            start = c.end
+        }
+        for d in deferred { int(d.column); int(d.index); int(0) }
+        pendingRows += 1
+    }
+
+    /// Makes records of the waiting rows, now that `strings` is known, in their order;
+    /// `rowEnded` is called after each and returns false to stop. False when stopped.
+    func replayPending(_ strings: SharedStrings, rowEnded: () -> Bool) -> Bool {
+        let kept = pending.bytes
+        var at = 0
+        func int() -> Int {
+            var v: Int32 = 0
+            withUnsafeMutableBytes(of: &v) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(kept)[at..<(at + 4)])) }
+            at += 4
+            return Int(v)
+        }
+        for _ in 0..<pendingRows {
+            var first: Int64 = 0
+            withUnsafeMutableBytes(of: &first) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(kept)[at..<(at + 8)])) }
+            at += 8
+            let count = int(), n = int()
+            for _ in 0..<n {
+                let column = int(), index = int(), length = int()
+                if index >= 0 {
+                    if let s = strings.string(index) { addCell(column: column, s) }
+                } else {
+                    addCell(column: column, UnsafeBufferPointer(rebasing: kept[at..<(at + length)]))
+                    at += length
+                }
+            }
+            emit(first: Int(first), count: count)
+            cellBytes.removeAll()
+            cells.removeAll(keepingCapacity: true)
+            if !rowEnded() { pending.removeAll(); pendingRows = 0; return false }
+        }
+        pending.removeAll()
+        pendingRows = 0
+        return true
     }
 
     /// No record was made yet: the next one is the header.

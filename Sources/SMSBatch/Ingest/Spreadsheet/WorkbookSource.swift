@@ -1,7 +1,7 @@
 /// A spreadsheet as a recipient file: an Excel workbook (.xlsx, .xlsm) or an OpenDocument
 /// spreadsheet (.ods), first sheet or `input.sheet`. libarchive opens the zip; libxml2's
 /// streaming reader reads the sheet, so a large sheet costs the memory of one row (plus, for
-/// .xlsx, the shared-strings table, read in a first pass with the other small parts).
+/// .xlsx, the shared-strings table, read on a thread of its own while the sheet streams).
 struct WorkbookSource {
     enum Kind { case xlsx, ods }
 
@@ -32,9 +32,12 @@ struct WorkbookSource {
         guard let path = chosen?.path else {
             throw .unreadable(sheet.map { "sheet \"\($0)\" is not a worksheet (a chart?)" } ?? "the workbook has no worksheet")
         }
-        let first = book.expandedBytes
-        let found = try streamEntry(path, alreadyExpanded: first) { xml throws(SheetError) in
-            try XLSXSheetReader(book: book).read(xml, part: path, into: rows, rowEnded: rowEnded)
+        let expanded = SharedCounter(book.expandedBytes)
+        let table = SharedStringsLoader(path: file.path, part: book.sharedStringsPath, limit: maxExpandedBytes, expanded: expanded)
+        defer { table.cancel() }
+        let found = try streamEntry(path, expanded: expanded) { xml throws(SheetError) in
+            var reader = XLSXSheetReader(book: book, table: table)
+            try reader.read(xml, part: path, into: rows, rowEnded: rowEnded)
         }
         if !found { throw .unreadable("the workbook lists sheet \"\(chosen!.name)\" at \(path), which it does not hold") }
     }
@@ -42,7 +45,7 @@ struct WorkbookSource {
     private func readODS(into rows: SheetRows, rowEnded: () -> Bool) throws(SheetError) {
         var reader = OpenDocumentSheetReader(sheet: sheet)
         var matched = false
-        let found = try streamEntry("content.xml", alreadyExpanded: 0) { xml throws(SheetError) in
+        let found = try streamEntry("content.xml", expanded: SharedCounter(0)) { xml throws(SheetError) in
             matched = try reader.read(xml, into: rows, rowEnded: rowEnded)
         }
         if !found { throw .unreadable("an OpenDocument file without its content.xml") }
@@ -53,7 +56,7 @@ struct WorkbookSource {
 
     /// Streams the zip entry named `name` (any case) to `body` as XML; false when the zip
     /// has no such entry.
-    private func streamEntry(_ name: String, alreadyExpanded: Int64, _ body: (XMLStream) throws(SheetError) -> Void) throws(SheetError) -> Bool {
+    private func streamEntry(_ name: String, expanded: SharedCounter, _ body: (XMLStream) throws(SheetError) -> Void) throws(SheetError) -> Bool {
         let archive = ArchiveStream(input: file)
         let limit = maxExpandedBytes
         do {
@@ -61,7 +64,7 @@ struct WorkbookSource {
                 guard entry.name.lowercased() == name.lowercased() else { continue }
                 try body(XMLStream(source: { () throws(ArchiveError) -> UnsafeRawBufferPointer? in
                     let block = try archive.nextBlock()
-                    if alreadyExpanded + archive.expandedBytes > limit { throw ArchiveError(message: SheetError.overLimit) }
+                    if expanded.add(Int64(block?.count ?? 0)) > limit { throw ArchiveError(message: SheetError.overLimit) }
                     return block
                 }))
                 return true

@@ -1,22 +1,21 @@
 import Foundation
-import SMSBatch
 
 /// Reads the provider's pushed delivery reports (SPEC §11): one JSON object, or a list of
 /// them. Lenient as the provider is sloppy: numbers may come as strings, a trailing comma is
 /// accepted, unknown fields are ignored.
-enum WebhookPayload {
-    enum Refusal: Error, Equatable {
+package enum WebhookPayload {
+    package enum Refusal: Error, Equatable {
         /// Not JSON (truncated, NUL bytes, not UTF-8), or no report in it.
         case unreadable(String)
     }
 
     /// The readable reports and why the others were not (a list is recorded in part rather
     /// than lost whole). Throws when none is readable.
-    static func reports(_ body: [UInt8]) throws(Refusal) -> [DeliveryReport] {
+    package static func reports(_ body: [UInt8]) throws(Refusal) -> [DeliveryReport] {
         try read(body).reports
     }
 
-    static func read(_ body: [UInt8]) throws(Refusal) -> (reports: [DeliveryReport], refused: [String]) {
+    package static func read(_ body: [UInt8]) throws(Refusal) -> (reports: [DeliveryReport], refused: [String]) {
         guard !body.isEmpty else { throw .unreadable("empty body: expected a JSON delivery report") }
         guard let json = JSONValue.parse(body) else { throw .unreadable("the body is not JSON (truncated, or bytes JSON does not allow)") }
         let items: [JSONValue]
