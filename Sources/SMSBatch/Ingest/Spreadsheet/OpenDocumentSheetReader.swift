@@ -48,17 +48,12 @@ struct OpenDocumentSheetReader {
                         tableNames.append(name)
                         active = !found && (sheet == nil || sheet == name || sheet?.lowercased() == name.lowercased())
                         if active { found = true }
-                        if xml.isEmptyElement { depth -= 1; if active { return true } }
                     } else if !active || depth != 1 {
                         continue
                     } else if n == tableRow {
                         rowRepeat = 1
                         column = 0
                         xml.attributes { a, v in if a == rowsRepeated { rowRepeat = max(1, Int(v.string) ?? 1) } }
-                        if xml.isEmptyElement {
-                            rows.endRow(rows.lastRow + 1, repeated: rowRepeat)
-                            if !rowEnded() { return true }
-                        }
                     } else if n == cell || n == covered {
                         cellRepeat = 1; type = ""; value = ""; date = ""
                         text.removeAll(keepingCapacity: true)
@@ -70,14 +65,13 @@ struct OpenDocumentSheetReader {
                             else if a == valueAttr { value = v.string }
                             else if a == dateValue { date = v.string }
                         }
-                        if xml.isEmptyElement { try endCell() }
                     } else if inCell && n == annotation {
-                        if !xml.isEmptyElement { inAnnotation += 1 }
+                        inAnnotation += 1
                     } else if inCell && inAnnotation == 0 {
                         if n == p {
                             if paragraphs > 0 { text.append(0x0A) }
                             paragraphs += 1
-                            if !xml.isEmptyElement { inParagraph += 1 }
+                            inParagraph += 1
                         } else if inParagraph > 0 && n == s {
                             var spaces = 1
                             xml.attributes { a, v in if a == count { spaces = max(1, min(Int(v.string) ?? 1, 1000)) } }

@@ -67,7 +67,7 @@ struct XLSXWorkbook {
                     let numFmt = xml.name("numFmt"), cellXfs = xml.name("cellXfs"), xf = xml.name("xf")
                     var inCellXfs = false
                     try parts(xml, entry.name) {
-                        if xml.localName == cellXfs { inCellXfs = xml.node == .element && !xml.isEmptyElement; return }
+                        if xml.localName == cellXfs { inCellXfs = xml.node == .element; return }
                         guard xml.node == .element else { return }
                         if xml.localName == numFmt {
                             var id = -1, code = ""
@@ -261,9 +261,8 @@ final class SharedStrings {
                     let n = xml.localName
                     if n == si {
                         item.removeAll(keepingCapacity: true)
-                        if xml.isEmptyElement { table.append(UnsafeBufferPointer(start: nil, count: 0)) }
-                    } else if n == t { inT = !xml.isEmptyElement }
-                    else if n == rPh { inPhonetic = !xml.isEmptyElement }
+                    } else if n == t { inT = true }
+                    else if n == rPh { inPhonetic = true }
                 case .endElement:
                     let n = xml.localName
                     if n == si {
@@ -378,24 +377,19 @@ struct XLSXSheetReader {
                             else if a == tName { type = CellType(value) }
                             else if a == sName { style = XLSXSheetReader.integer(value) ?? 0 }
                         }
-                        if xml.isEmptyElement { nextColumn = column + 1 }
                     } else if n == v {
-                        inV = !xml.isEmptyElement
+                        inV = true
                     } else if n == isName {
-                        inInline = !xml.isEmptyElement
+                        inInline = true
                     } else if n == t {
-                        inT = inInline && !xml.isEmptyElement
+                        inT = inInline
                     } else if n == rPh {
-                        inPhonetic = !xml.isEmptyElement
+                        inPhonetic = true
                     } else if n == rowName {
                         var number = rows.lastRow + 1
                         xml.attributes { a, value in if a == rName { number = Int(value.string) ?? number } }
                         row = number
                         nextColumn = 0
-                        if xml.isEmptyElement {
-                            rows.endRow(row)
-                            if try !rowDone(rows, rowEnded) { return }
-                        }
                     }
                 case .endElement:
                     let n = xml.localName
