@@ -94,7 +94,7 @@ let package = Package(
             name: "gen-recipients", dependencies: ["RecipientGenerator"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SMSBatchTests",
-            dependencies: ["SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook", "SMSBatchMetrics", "CArchive", "RecipientGenerator"],
+            dependencies: ["SMSBatch", "SMSBatchSandbox", "SMSBatchWebhook", "SMSBatchMetrics", "CArchive", "CCSV", "RecipientGenerator"],
             swiftSettings: swiftSettings),
     ]
 )
