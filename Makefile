@@ -40,7 +40,7 @@ test-fast: deps
 SANITIZE_TESTS ?= fast
 test-sanitize: deps
 	swift build --build-tests --scratch-path .build-asan --sanitize=address
-	$(if $(filter fast,$(SANITIZE_TESTS)),SMSBATCH_FAST=1) swift test --skip-build --scratch-path .build-asan --sanitize=address
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/lsan.supp $(if $(filter fast,$(SANITIZE_TESTS)),SMSBATCH_FAST=1) swift test --skip-build --scratch-path .build-asan --sanitize=address
 	swift build --build-tests --scratch-path .build-tsan --sanitize=thread
 	$(if $(filter fast,$(SANITIZE_TESTS)),SMSBATCH_FAST=1) swift test --skip-build --scratch-path .build-tsan --sanitize=thread
 

@@ -55,7 +55,7 @@ final class DeliveryPusher: Sendable {
     private let dupRate: Double
     private let seed: UInt64
     private let clock: any MonotonicClock
-    private let queue = Mutex(Queue())
+    private let queue = Locked(Queue())
 
     init(url: String, secret: String, retryAfter: Double, dupRate: Double, seed: UInt64, clock: any MonotonicClock, concurrency: Int = 64) {
         self.concurrency = max(1, concurrency)

@@ -115,7 +115,7 @@ public final class SandboxServer: Sendable {
 /// The API behind the sockets; every connection thread calls `handle`.
 final class SandboxCore: Sendable {
     let options: SandboxOptions
-    let state: Mutex<SandboxState>
+    let state: Locked<SandboxState>
 
     /// Times without an offset are the provider's local time, India (no DST).
     static let providerZone = TimeZone(identifier: "Asia/Kolkata") ?? TimeZone(secondsFromGMT: 19_800)!
@@ -125,7 +125,7 @@ final class SandboxCore: Sendable {
 
     init(options: SandboxOptions) {
         self.options = options
-        self.state = Mutex(SandboxState(seed: options.seed))
+        self.state = Locked(SandboxState(seed: options.seed))
         pusher = options.webhook.map {
             DeliveryPusher(url: $0, secret: options.webhookSecret, retryAfter: options.webhookRetry, dupRate: options.dlrDupRate,
                            seed: options.seed, clock: options.clock, concurrency: options.webhookConcurrency)
@@ -647,7 +647,7 @@ final class SandboxCore: Sendable {
 /// The simulator `send.endpoint: sandbox` sends to: started on first use, in this process,
 /// on a free loopback port, and kept for the run.
 public final class SandboxLauncher: BuiltInSandbox {
-    private let server = Mutex<SandboxServer?>(nil)
+    private let server = Locked<SandboxServer?>(nil)
 
     public init() {}
 

@@ -84,7 +84,7 @@ final class SharedState: Sendable {
     let log: @Sendable (String) -> Void
     let connections = Atomic<Int>(0)
     /// Open connections by remote address.
-    let perAddress = Mutex<[String: Int]>([:])
+    let perAddress = Locked<[String: Int]>([:])
 
     init(secret: [UInt8], inbox: DeliveryInbox, limits: WebhookLimits, log: @escaping @Sendable (String) -> Void) {
         self.secret = secret

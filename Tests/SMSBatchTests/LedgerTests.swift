@@ -282,7 +282,7 @@ struct LedgerTests {
         again.release()
         // A second decision waits for the first.
         let first = try #require(await ledger.decisionLock())
-        let order = Mutex<[String]>([])
+        let order = Locked<[String]>([])
         let waiter = Task {
             let second = await ledger.decisionLock()
             order.withLock { $0.append("second") }

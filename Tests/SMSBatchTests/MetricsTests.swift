@@ -130,7 +130,7 @@ struct MetricsTests {
     @Test("429s: the seconds the sender was held back are counted once however many requests met them, on the limiter's clock")
     func rateLimitedWait() async {
         let clock = VirtualClock()
-        let added = Mutex(0.0)
+        let added = Locked(0.0)
         var waited: Double { added.withLock { $0 } }
         let limiter = RateLimiter(perMinute: 0, clock: clock) { s in added.withLock { $0 += s } }
         await limiter.pause(for: 5)
@@ -222,7 +222,7 @@ struct MetricsTests {
     @Test("inbox files are counted when scraped, not when the loop last turned")
     func inboxAtScrape() {
         let exporter = PrometheusExporter()
-        let waiting = Mutex(3)
+        let waiting = Locked(3)
         exporter.metrics.countInbox { waiting.withLock { $0 } }
         #expect(prometheusSamples(exporter.text())["smsbatch_inbox_files"] == 3)
         waiting.withLock { $0 = 0 }
@@ -239,7 +239,7 @@ struct MetricsTests {
     @Test("the metrics server: /metrics in text format 0.0.4, /healthz 200 or 503 with the reason, 404 and 405 for the rest")
     func server() throws {
         let exporter = PrometheusExporter()
-        let problem = Mutex<String?>(nil)
+        let problem = Locked<String?>(nil)
         let server = try MetricsServer(listen: "127.0.0.1", port: 0, exporter: exporter) { problem.withLock { $0 } }
         defer { server.stop() }
         let base = "http://127.0.0.1:\(server.port)"

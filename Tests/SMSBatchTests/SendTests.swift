@@ -180,7 +180,7 @@ struct SendTests {
     @Test("auth/me answering 404 means send.endpoint is wrong: exit 78 at once, no retry, and the message names /api/v2/")
     func wrongEndpoint() async throws {
         let dir = TempDir()
-        let requests = Mutex(0)
+        let requests = Locked(0)
         let server = HTTPServer { _ in
             requests.withLock { $0 += 1 }
             return .respond(status: 404, headers: [("Content-Type", "application/json")], body: Array(#"{"status":404,"message":"Not Found"}"#.utf8))
@@ -199,7 +199,7 @@ struct SendTests {
     func changedBeforeSending() async throws {
         let dir = TempDir()
         let path = dir.write("a.csv", recipientCSV(["9876543210,MOBTXT,Hello,T", "9876543211,MOBTXT,Hello,T"]))
-        let sends = Mutex(0)
+        let sends = Locked(0)
         // The provider's token check is the moment between reading the file and sending:
         // the uploader appends its next piece just then.
         let server = HTTPServer { request in
@@ -409,7 +409,7 @@ struct SendTests {
     @Test("an HTML login page instead of JSON from auth/me stops the job before anything is sent (exit 77)")
     func htmlLoginPage() async throws {
         let dir = TempDir()
-        let sends = Mutex(0)
+        let sends = Locked(0)
         let server = HTTPServer { request in
             if request.path.hasSuffix("sms/send/json") { sends.withLock { $0 += 1 } }
             return .respond(status: 200, headers: [("Content-Type", "text/html")], body: Array("<html><body>Please log in</body></html>".utf8))

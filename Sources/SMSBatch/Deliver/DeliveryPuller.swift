@@ -30,7 +30,7 @@ public final class DeliveryPuller: Sendable {
     let progress: ProgressReporter
     let stop: StopSignal
     let time: any MonotonicClock
-    private let jitter: Mutex<SplitMix64>
+    private let jitter: Locked<SplitMix64>
 
     init(config: PipelineConfig, ledger: any Ledger, endpoint: ProviderEndpoint, progress: ProgressReporter,
          stop: StopSignal = .process, time: any MonotonicClock = RealClock(), seed: UInt64 = 1, metrics: PipelineMetrics = .none) {
@@ -42,7 +42,7 @@ public final class DeliveryPuller: Sendable {
         self.progress = progress
         self.stop = stop
         self.time = time
-        jitter = Mutex(SplitMix64(seed: seed))
+        jitter = Locked(SplitMix64(seed: seed))
     }
 
     /// Opens the provider for a pull: the configured endpoint and token, or the built-in
@@ -57,7 +57,7 @@ public final class DeliveryPuller: Sendable {
     }
 
     /// The monotonic time `pullUntilFinal` stops at, wherever it is (`.infinity` otherwise).
-    private let giveUpAt = Mutex<Double>(.infinity)
+    private let giveUpAt = Locked<Double>(.infinity)
     private var outOfTime: Bool { time.now() >= giveUpAt.withLock { $0 } }
 
     /// Pulls for `jobIDs` (every job still awaiting reports when empty) and refreshes each

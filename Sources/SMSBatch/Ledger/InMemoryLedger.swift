@@ -41,7 +41,7 @@ public final class InMemoryLedger: Ledger {
         var unmatched: [(report: DeliveryReport, receivedAt: Int64)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(name: String = ":memory:") { path = name }
 
@@ -286,8 +286,8 @@ public final class InMemoryLedger: Ledger {
     // MARK: - Locks
 
     private final class Hold: LedgerLock {
-        private let onRelease: Mutex<(@Sendable () -> Void)?>
-        init(_ release: @escaping @Sendable () -> Void) { onRelease = Mutex(release) }
+        private let onRelease: Locked<(@Sendable () -> Void)?>
+        init(_ release: @escaping @Sendable () -> Void) { onRelease = Locked(release) }
         func release() { onRelease.withLock { $0?(); $0 = nil } }
     }
 

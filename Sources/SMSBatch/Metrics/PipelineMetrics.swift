@@ -30,10 +30,10 @@ public final class PipelineMetrics: Sendable {
     let sendDuration: CoreMetrics.Timer
     /// Seconds a ledger write transaction took, BEGIN IMMEDIATE (lock wait included) to COMMIT.
     let ledgerCommitDuration: CoreMetrics.Timer
-    private let labeled = Mutex<[String: Counter]>([:])
-    private let inboxCount = Mutex<(@Sendable () -> Int)?>(nil)
+    private let labeled = Locked<[String: Counter]>([:])
+    private let inboxCount = Locked<(@Sendable () -> Int)?>(nil)
     /// Rows already counted per job (a job resumed in this process adds only what changed).
-    private let countedRows = Mutex<[String: [RowOutcome: Int]]>([:])
+    private let countedRows = Locked<[String: [RowOutcome: Int]]>([:])
     /// Monotonic nanoseconds of the last sign of life of the watcher loop or its job.
     private let lastBeat = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
     private let watching = Atomic<Bool>(false)

@@ -368,7 +368,7 @@ private final class CurlLoop: @unchecked Sendable {
     }
 
     private let multi: UnsafeMutableRawPointer?
-    private let inbox = Mutex(Inbox())
+    private let inbox = Locked(Inbox())
     private let exited = DispatchSemaphore(value: 0)
     private let started: Bool
     let connects = Atomic<Int>(0)

@@ -18,7 +18,7 @@ final class SendProgress: Sendable {
         var meanLatency: Double? { requests > 0 ? latencyTotal / Double(requests) : nil }
     }
 
-    private let state = Mutex(Snapshot())
+    private let state = Locked(Snapshot())
 
     init() {}
 

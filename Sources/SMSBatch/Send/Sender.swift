@@ -87,7 +87,7 @@ final class Sender: Sendable {
     let ledger: (any Ledger)?
     /// The job's clock, recorded as the send time of accepted messages (dedupe.window).
     let clock: Int64
-    private let trouble = Mutex<LedgerError?>(nil)
+    private let trouble = Locked<LedgerError?>(nil)
     /// What the progress line and the live estimate read.
     let progress: SendProgress
     /// Raised: no new request starts.
@@ -96,7 +96,7 @@ final class Sender: Sendable {
     /// Time for the rate limits and backoff (a virtual clock in tests).
     let time: any MonotonicClock
     /// The backoff jitter: seeded, so a test's retries are the same every run.
-    private let jitter: Mutex<SplitMix64>
+    private let jitter: Locked<SplitMix64>
     /// Where retries, 429 waits, in-doubt lookups and settled rows are counted.
     let metrics: PipelineMetrics
 
@@ -107,7 +107,7 @@ final class Sender: Sendable {
         self.progress = progress
         self.stop = stop
         self.time = time
-        jitter = Mutex(SplitMix64(seed: seed))
+        jitter = Locked(SplitMix64(seed: seed))
         self.config = config
         self.jobID = jobID
         self.client = client

@@ -24,7 +24,7 @@ package struct RealClock: MonotonicClock {
 /// A clock that stands still until someone sleeps on it, and then jumps to the end of that
 /// sleep at once. Waits take no real time, and what is measured on it is exact.
 package final class VirtualClock: MonotonicClock {
-    private let seconds = Mutex(0.0)
+    private let seconds = Locked(0.0)
 
     package init(start: Double = 1_000) { seconds.withLock { $0 = start } }
 

@@ -84,7 +84,7 @@ public final class SilentProgress: ProgressReporter {
         public let message: String
     }
 
-    private let recorded = Mutex<[Line]>([])
+    private let recorded = Locked<[Line]>([])
 
     public init() {}
 

@@ -158,7 +158,7 @@ struct JobOutput {
 /// own environment: `setenv` while another thread's `getenv` runs (libcurl reads the proxy
 /// variables on every request) can crash the whole test run.
 enum TestEnvironment {
-    private static let variables = Mutex<[String: String]>([:])
+    private static let variables = Locked<[String: String]>([:])
     static func set(_ name: String, _ value: String) { variables.withLock { $0[name] = value } }
     static func remove(_ name: String) { _ = variables.withLock { $0.removeValue(forKey: name) } }
     static var current: [String: String] { variables.withLock { $0 } }
