@@ -375,8 +375,9 @@ final class SandboxCore: Sendable {
                 let m = s.messages[k]
                 return (g == nil || m.group == g!) && (cid == nil || m.custom == cid!) && (normalised == nil || m.mobile == normalised!)
             }
-            let from = (page - 1) * perPage
-            guard from < hits.count else { return (hits.count, []) }
+            // A page far past the end is an empty page, not an overflow (found by make fuzz).
+            let (from, overflow) = (page - 1).multipliedReportingOverflow(by: perPage)
+            guard !overflow, from < hits.count else { return (hits.count, []) }
             let rows = hits[from..<min(hits.count, from + perPage)].map { k in
                 Row(message: s.messages[k], group: s.groups[Int(s.messages[k].group)], delivery: delivery(of: k, in: s, now: now))
             }

@@ -295,7 +295,7 @@ struct SandboxTests {
         #expect(s.accepted.count == 1)
     }
 
-    @Test("sms/status finds messages by cid, id, mobile and group_id, 100 a page; unknown values give an empty page")
+    @Test("sms/status finds messages by cid, id, mobile and group_id, 100 a page; unknown values and pages past the end give an empty page")
     func status() throws {
         let s = try sandbox()
         let nodes: [[String: Any]] = (0..<250).map { ["to": indianNumber($0 % 200), "custom": "c:\($0)"] }
@@ -313,6 +313,10 @@ struct SandboxTests {
             #expect(meta["total"] as? Int == 250)
             #expect(meta["last_page"] as? Int == 3)
         }
+        // A page far past the end: (page - 1) * 100 overflowed and killed the server (make fuzz).
+        let far = try call(s, "GET", "sms/status?group_id=\(group)&page=999999999999999999")
+        #expect(far.status == 200)
+        #expect((far.json["data"] as? [Any])?.count == 0)
         let third = try call(s, "GET", "sms/status?group_id=\(group)&page=3")
         #expect(((third.json["data"] as? [[String: Any]])?.first)?["customid"] as? String == "c:200")
 

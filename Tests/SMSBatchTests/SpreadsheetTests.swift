@@ -296,3 +296,43 @@ struct SheetRowsTests {
         #expect(records(rows) == ["1h:h", "2:a", "3:b"])
     }
 }
+
+@Suite("Spreadsheets: hostile workbooks", .tags(.process), .notInFastRuns)
+struct HostileWorkbookTests {
+    @Test("a sheet in UTF-16 with a lone surrogate is unreadable, and libxml2 writes nothing of its own on stderr")
+    func undecodableSheet() throws {
+        let dir = TempDir()
+        let ns = "xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\""
+        let head = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><worksheet \(ns)><sheetData><row r=\"1\"><c t=\"inlineStr\"><is><t>recip"
+        let tail = "ient</t></is></c></row></sheetData></worksheet>"
+        let sheet: [UInt8] = [0xFF, 0xFE] + Array(head.data(using: .utf16LittleEndian)!) + [0x00, 0xD8, 0x41, 0x00] + Array(tail.data(using: .utf16LittleEndian)!)
+        writeArchive(dir.file("book.xlsx"), format: .zip, entries: [
+            ("xl/workbook.xml", Array("<workbook \(ns) xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\"><sheets><sheet name=\"S\" r:id=\"rId1\"/></sheets></workbook>".utf8)),
+            ("xl/_rels/workbook.xml.rels", Array("<Relationships><Relationship Id=\"rId1\" Type=\"x/worksheet\" Target=\"worksheets/sheet1.xml\"/></Relationships>".utf8)),
+            ("xl/worksheets/sheet1.xml", sheet),
+        ])
+        let r = try smsbatch(["run", "--dry-run", "--out", "out", "book.xlsx"], cwd: dir.path)
+        #expect(r.status == 65)
+        #expect(jsonFile(dir.file("out/summary.json"))["reject_reason"] as? String == "unreadable")
+        #expect(!r.stderr.contains("encoding error") && !r.stderr.contains("I/O error") && !r.stderr.contains("xmlParseChunk"), "\(r.stderr)")
+    }
+}
+
+@Suite("Spreadsheets: repeats cost what they expand to")
+struct RepeatBombTests {
+    @Test("an .ods row of 16,384 filled cells repeated a million times is expanded_too_large, not 16 GB of rows")
+    func repeatBomb() async throws {
+        let dir = TempDir()
+        let content = """
+            <office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet><table:table table:name="S">\
+            <table:table-row><table:table-cell><text:p>recipient</text:p></table:table-cell><table:table-cell><text:p>sender</text:p></table:table-cell><table:table-cell><text:p>message</text:p></table:table-cell></table:table-row>\
+            <table:table-row table:number-rows-repeated="1000000"><table:table-cell table:number-columns-repeated="16384"><text:p>9876543210</text:p></table:table-cell></table:table-row>\
+            </table:table></office:spreadsheet></office:body></office:document-content>
+            """
+        let path = dir.file("bomb.ods")
+        writeArchive(path, format: .zip, entries: [("mimetype", Array("application/vnd.oasis.opendocument.spreadsheet".utf8)), ("content.xml", Array(content.utf8))])
+        let out = try await runJob(path, in: dir)
+        #expect(out.summary.rejectReason == .expandedTooLarge)
+        #expect(out.summary.rows == 0)
+    }
+}

@@ -6,6 +6,10 @@
 struct OpenDocumentSheetReader {
     /// The table to read: by name, or the first one.
     let sheet: String?
+    /// Repeats cost what they expand to, against `input.max_expanded_bytes` with the bytes
+    /// decompressed: a few hundred bytes of XML can ask for a million rows of 16,384 cells.
+    let expanded: SharedCounter
+    let limit: Int64
 
     /// The names of the tables seen (to say which there are when `sheet` is not found).
     private(set) var tableNames: [String] = []
@@ -31,6 +35,7 @@ struct OpenDocumentSheetReader {
             else if ["float", "percentage", "currency"].contains(type) { shown.append(value) }
             if shown.count > 0 {
                 if column + cellRepeat > SheetRows.maxColumns { throw .unreadable("content.xml line \(xml.line): a cell past column \(SheetRows.maxColumns)") }
+                if cellRepeat > 1, expanded.add(Int64(shown.count + 1) * Int64(cellRepeat - 1)) > limit { throw .expandedTooLarge }
                 for k in 0..<cellRepeat { rows.addCell(column: column + k, shown) }
             }
             column = min(column + cellRepeat, SheetRows.maxColumns + 1)
@@ -89,6 +94,10 @@ struct OpenDocumentSheetReader {
                     } else if !active || depth != 1 {
                         continue
                     } else if n == tableRow {
+                        if rowRepeat > 1, rows.currentRowBytes > 0,
+                           expanded.add(Int64(rows.currentRowBytes) * Int64(min(rowRepeat, SheetRows.maxRows) - 1)) > limit {
+                            throw SheetError.expandedTooLarge
+                        }
                         rows.endRow(rows.lastRow + 1, repeated: rowRepeat)
                         if !rowEnded() { return true }
                     } else if n == cell || n == covered {

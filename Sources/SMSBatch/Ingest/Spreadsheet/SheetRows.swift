@@ -23,6 +23,9 @@ final class SheetRows {
     var recordCount: Int { current.pointer.pointee.records.count }
     var bufferedBytes: Int { current.pointer.pointee.bytes.count }
 
+    /// Bytes the filled cells of the row being read take (what each repeat of it costs).
+    var currentRowBytes: Int { cellBytes.count + cells.count }
+
     /// Adds a cell of the row being read; `column` counts from 0. An empty cell is nothing.
     func addCell(column: Int, _ bytes: UnsafeBufferPointer<UInt8>) {
         guard !bytes.isEmpty else { return }

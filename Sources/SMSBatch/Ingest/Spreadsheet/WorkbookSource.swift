@@ -43,9 +43,10 @@ struct WorkbookSource {
     }
 
     private func readODS(into rows: SheetRows, rowEnded: () -> Bool) throws(SheetError) {
-        var reader = OpenDocumentSheetReader(sheet: sheet)
+        let expanded = SharedCounter(0)
+        var reader = OpenDocumentSheetReader(sheet: sheet, expanded: expanded, limit: maxExpandedBytes)
         var matched = false
-        let found = try streamEntry("content.xml", expanded: SharedCounter(0)) { xml throws(SheetError) in
+        let found = try streamEntry("content.xml", expanded: expanded) { xml throws(SheetError) in
             matched = try reader.read(xml, into: rows, rowEnded: rowEnded)
         }
         if !found { throw .unreadable("an OpenDocument file without its content.xml") }

@@ -89,11 +89,17 @@ final class XMLStream {
             let text = error.pointee.message.map { String(cString: $0) } ?? "malformed XML"
             s.firstError = "line \(error.pointee.line): \(text.trimmingCharacters(in: .whitespacesAndNewlines))"
         }
+        // Some of libxml2's messages (an encoding it cannot convert) bypass the handler above
+        // and go to its generic error function, by default fprintf to stderr: to /dev/null
+        // instead (a per-thread setting in libxml2).
+        xmlSetGenericErrorFunc(XMLStream.devNull, nil)
         parser = xmlCreatePushParserCtxt(&sax, Unmanaged.passUnretained(self).toOpaque(), nil, 0, nil)
         xmlCtxtUseOptions(parser, Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue))
     }
 
     deinit { if let parser { xmlFreeParserCtxt(parser) } }
+
+    nonisolated(unsafe) private static let devNull = UnsafeMutableRawPointer(fopen("/dev/null", "w"))
 
     private var currentLine: Int { Int(parser?.pointee.input?.pointee.line ?? 0) }
 
@@ -126,7 +132,7 @@ final class XMLStream {
             return
         }
         guard let block else {
-            xmlParseChunk(parser, nil, 0, 1)
+            noteFailure(xmlParseChunk(parser, nil, 0, 1))
             ended = true
             return
         }
@@ -134,9 +140,17 @@ final class XMLStream {
         var rest = block
         while !rest.isEmpty && firstError == nil {
             let n = min(rest.count, 1 << 30)
-            xmlParseChunk(parser, rest.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(n), 0)
+            noteFailure(xmlParseChunk(parser, rest.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(n), 0))
             rest = UnsafeRawBufferPointer(rebasing: rest[n...])
         }
+    }
+
+    /// A chunk the parser refused without calling the error handler (text it cannot convert
+    /// from the encoding the document declares) ends the stream too.
+    private func noteFailure(_ status: Int32) {
+        guard status != 0, firstError == nil else { return }
+        let last = xmlCtxtGetLastError(parser)?.pointee.message.map { String(cString: $0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        firstError = "line \(currentLine): " + (last ?? "text that cannot be read in the encoding the part declares")
     }
 
     private var event: Event { events[cursor] }
