@@ -173,12 +173,12 @@ struct WebhookProcessTests {
         // test run (a server on port 0, an outgoing connection) can take while it is down.
         let port = try portOutsideEphemeralRange(seed: 11)
         dir.write("pipeline.yaml", "state:\n  path: \(dir.file("state.sqlite"))\ndlr:\n  webhook_secret_env: WH_SECRET\n")
-        func start() throws -> Background {
+        func start() async throws -> Background {
             let b = try Background(["webhook", "--port", String(port)], cwd: dir.path, env: ["WH_SECRET": secret])
-            #expect(eventually(timeout: 60) { b.stdout.contains("listening") }, "the receiver did not start: \(b.stderr)")
+            #expect(await waitUntil(timeout: 60) { b.stdout.contains("listening") }, "the receiver did not start: \(b.stderr)")
             return b
         }
-        var receiver = try start()
+        var receiver = try await start()
         let provider = try TestProvider {
             $0.dlrDelay = 0.5; $0.dlrDupRate = 0.1; $0.webhook = "http://127.0.0.1:\(port)/dlr"; $0.webhookSecret = secret
             $0.webhookRetry = 3; $0.seed = 77; $0.rateLimit = 0
@@ -208,14 +208,14 @@ struct WebhookProcessTests {
         for _ in 0..<5 {
             let before = pusher.counts
             pusher.allowMore(600)
-            #expect(eventually(timeout: 120) { pusher.counts.pushed > before.pushed + 20 }, "pushes: \(pusher.counts), receiver: \(receiver.stderr)")
-            usleep(UInt32(rng.next() % 50_000))
+            #expect(await waitUntil(timeout: 120) { pusher.counts.pushed > before.pushed + 20 }, "pushes: \(pusher.counts), receiver: \(receiver.stderr)")
+            try await Task.sleep(for: .microseconds(rng.next() % 50_000))
             receiver.signal(SIGKILL)
             _ = receiver.wait(timeout: 10)
             pusher.allowMore(50)
-            #expect(eventually(timeout: 60) { pusher.counts.retries > before.retries })
+            #expect(await waitUntil(timeout: 60) { pusher.counts.retries > before.retries })
             #expect(pusher.counts.queued > 0, "pushes remain after the kill")
-            receiver = try start()
+            receiver = try await start()
         }
         pusher.allow(nil)
         let sent = try await first.value
@@ -225,19 +225,14 @@ struct WebhookProcessTests {
             guard let d = try? await sandboxDelivered(provider.server.endpoint, token: provider.token) else { return false }
             return d.pushed > 0 && d.pushQueue == 0
         }
-        var done = false
-        for _ in 0..<1800 where !done {
-            done = await pushesDone()
-            if !done { usleep(100_000) }
-        }
-        #expect(done, "the sandbox still has pushes to make")
+        #expect(await waitUntil(timeout: 180) { await pushesDone() }, "the sandbox still has pushes to make")
         // Every push was answered or retried; none given up.
         let sandbox = try await sandboxDelivered(provider.server.endpoint, token: provider.token)
         #expect(sandbox.pushFailures == 0)
         #expect(sandbox.pushRetries > 0, "the kills made pushes fail, and the provider retried them")
         #expect(sandbox.pushed > 10_500, "about 10% of the reports were pushed twice")
         // The receiver matches reports that came before their send was recorded every 10 s.
-        #expect(eventually(timeout: 120) { (try? ledger.awaitingDelivery(jobID: sent.summary.job).isEmpty) == true })
+        #expect(await waitUntil(timeout: 120) { (try? ledger.awaitingDelivery(jobID: sent.summary.job).isEmpty) == true })
         #expect(try mismatches(ledger, job: sent.summary.job, provider.server).isEmpty)
 
         // Push and pull together on a second job (the same file again, forced).
@@ -246,7 +241,7 @@ struct WebhookProcessTests {
         #expect(second.summary.submitted == 10_000)
         let pulled = try await puller(provider, config, ledger: ledger).pull(jobIDs: [second.summary.job], now: now + 60)
         #expect(pulled.recording.conflicts.isEmpty)
-        #expect(eventually(timeout: 120) { (try? ledger.awaitingDelivery(jobID: second.summary.job).isEmpty) == true })
+        #expect(await waitUntil(timeout: 120) { (try? ledger.awaitingDelivery(jobID: second.summary.job).isEmpty) == true })
         #expect(try mismatches(ledger, job: second.summary.job, provider.server).isEmpty)
 
         receiver.signal(SIGTERM)

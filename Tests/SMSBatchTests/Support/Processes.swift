@@ -53,6 +53,19 @@ func eventually(timeout: Double, _ condition: () -> Bool) -> Bool {
     return condition()
 }
 
+/// `eventually` for async tests: it polls with `Task.sleep`, so the waiting test gives its
+/// thread back while it waits. Swift's cooperative pool has one thread per core (2 on CI):
+/// a test blocked in `usleep` next to another blocked test starves every task of the run,
+/// the very task it waits for included (a push-storm test saw nothing sent in 120 s).
+func waitUntil(timeout: Double, _ condition: () async -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return await condition()
+}
+
 /// A standalone `smsbatch sandbox` process on a free port.
 final class SandboxProcess {
     let background: Background
