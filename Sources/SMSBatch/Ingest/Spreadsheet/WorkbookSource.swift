@@ -35,7 +35,7 @@ struct WorkbookSource {
         let expanded = SharedCounter(book.expandedBytes)
         let table = SharedStringsLoader(path: file.path, part: book.sharedStringsPath, limit: maxExpandedBytes, expanded: expanded)
         defer { table.cancel() }
-        let found = try streamEntry(path, expanded: expanded) { xml throws(SheetError) in
+        let found = try WorkbookSource.stream(path, of: file, expanded: expanded, limit: maxExpandedBytes) { xml throws(SheetError) in
             var reader = XLSXSheetReader(book: book, table: table)
             try reader.read(xml, part: path, into: rows, rowEnded: rowEnded)
         }
@@ -46,7 +46,7 @@ struct WorkbookSource {
         let expanded = SharedCounter(0)
         var reader = OpenDocumentSheetReader(sheet: sheet, expanded: expanded, limit: maxExpandedBytes)
         var matched = false
-        let found = try streamEntry("content.xml", expanded: expanded) { xml throws(SheetError) in
+        let found = try WorkbookSource.stream("content.xml", of: file, expanded: expanded, limit: maxExpandedBytes) { xml throws(SheetError) in
             matched = try reader.read(xml, into: rows, rowEnded: rowEnded)
         }
         if !found { throw .unreadable("an OpenDocument file without its content.xml") }
@@ -55,15 +55,23 @@ struct WorkbookSource {
         }
     }
 
-    /// Streams the zip entry named `name` (any case) to `body` as XML; false when the zip
-    /// has no such entry.
-    private func streamEntry(_ name: String, expanded: SharedCounter, _ body: (XMLStream) throws(SheetError) -> Void) throws(SheetError) -> Bool {
-        let archive = ArchiveStream(input: file)
-        let limit = maxExpandedBytes
+    private static func noSheet(_ name: String, _ names: [String]) -> String {
+        "no sheet named \"\(name)\" (input.sheet); the workbook's sheets: " + names.map { "\"\($0)\"" }.joined(separator: ", ")
+    }
+
+    /// Streams the zip entry of `file` named `name` (any case) to `body` as XML; false when
+    /// the zip has no such entry. `skippable`: the other entries are seeked over, not read
+    /// (a pass of its own over a second handle). Every block counts in `expanded` against
+    /// `limit`; `cancelled` ends the entry early.
+    static func stream(_ name: String, of file: InputFile, skippable: Bool = false, expanded: SharedCounter, limit: Int64,
+                       cancelled: @escaping @Sendable () -> Bool = { false },
+                       _ body: (XMLStream) throws(SheetError) -> Void) throws(SheetError) -> Bool {
+        let archive = ArchiveStream(input: file, skippable: skippable)
         do {
             while let entry = try archive.nextEntry() {
                 guard entry.name.lowercased() == name.lowercased() else { continue }
                 try body(XMLStream(source: { () throws(ArchiveError) -> UnsafeRawBufferPointer? in
+                    guard !cancelled() else { return nil }
                     let block = try archive.nextBlock()
                     if expanded.add(Int64(block?.count ?? 0)) > limit { throw ArchiveError(message: SheetError.overLimit) }
                     return block
@@ -78,9 +86,5 @@ struct WorkbookSource {
             throw .unreadable("\(error)")
         }
         return false
-    }
-
-    private static func noSheet(_ name: String, _ names: [String]) -> String {
-        "no sheet named \"\(name)\" (input.sheet); the workbook's sheets: " + names.map { "\"\($0)\"" }.joined(separator: ", ")
     }
 }

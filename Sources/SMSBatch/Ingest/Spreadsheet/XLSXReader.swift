@@ -226,25 +226,11 @@ final class SharedStrings {
     static func load(path: String, part: String, limit: Int64, expanded: SharedCounter, cancelled: @escaping @Sendable () -> Bool) throws(SheetError) -> SharedStrings {
         let file: InputFile
         do { file = try InputFile(path: path) } catch { throw .unreadable("cannot read the workbook again: \(error.reason)") }
-        let archive = ArchiveStream(input: file, skippable: true)
-        do {
-            while let entry = try archive.nextEntry() {
-                guard entry.name.lowercased() == part.lowercased() else { continue }
-                return try read(XMLStream(source: { () throws(ArchiveError) -> UnsafeRawBufferPointer? in
-                    guard !cancelled() else { return nil }
-                    let block = try archive.nextBlock()
-                    if expanded.add(Int64(block?.count ?? 0)) > limit { throw ArchiveError(message: SheetError.overLimit) }
-                    return block
-                }), part: entry.name)
-            }
-        } catch let error as ArchiveError {
-            throw .unreadable("corrupt or truncated input: \(error.message)")
-        } catch let error as SheetError {
-            throw error
-        } catch {
-            throw .unreadable("\(error)")
+        var table = SharedStrings()
+        _ = try WorkbookSource.stream(part, of: file, skippable: true, expanded: expanded, limit: limit, cancelled: cancelled) { xml throws(SheetError) in
+            table = try read(xml, part: part)
         }
-        return SharedStrings()
+        return table
     }
 
     /// `<si>` items: plain `<t>` or rich-text runs `<r><t>`; phonetic runs (`<rPh>`) are not
@@ -420,16 +406,18 @@ struct XLSXSheetReader {
     enum CellType {
         case number, shared, inline, formulaString, boolean, error, isoDate
 
+        /// From the attribute's bytes, without a String per cell.
         init(_ t: UnsafeBufferPointer<UInt8>) {
-            switch String(decoding: t, as: UTF8.self) {
-            case "s": self = .shared
-            case "inlineStr": self = .inline
-            case "str": self = .formulaString
-            case "b": self = .boolean
-            case "e": self = .error
-            case "d": self = .isoDate
-            default: self = .number
+            func equals(_ word: StaticString) -> Bool {
+                t.count == word.utf8CodeUnitCount && (t.isEmpty || memcmp(t.baseAddress!, word.utf8Start, t.count) == 0)
             }
+            if equals("s") { self = .shared }
+            else if equals("inlineStr") { self = .inline }
+            else if equals("str") { self = .formulaString }
+            else if equals("b") { self = .boolean }
+            else if equals("e") { self = .error }
+            else if equals("d") { self = .isoDate }
+            else { self = .number }
         }
     }
 
