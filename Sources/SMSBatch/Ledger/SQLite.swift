@@ -1,62 +1,11 @@
 import Foundation
 internal import CSQLite
 
-/// A failed SQLite call: the library's result code and its own message, with the statement.
-struct SQLiteError: Error, Sendable, CustomStringConvertible {
-    /// SQLite's primary result code (`SQLITE_BUSY` = 5, `SQLITE_CONSTRAINT` = 19, …).
-    let code: Int32
-    /// `sqlite3_errmsg` at the time of the failure.
-    let message: String
-    /// The statement that failed, empty for open/close.
-    let sql: String
-
-    var description: String { sql.isEmpty ? message : "\(message) (in: \(sql))" }
-}
-
-/// A value bound to a statement parameter or read from a column.
-enum SQLiteValue: Sendable, Equatable {
-    case null
-    case integer(Int64)
-    case text(String)
-    case blob(Data)
-}
-
-/// One result row, copied out of the statement.
-struct SQLiteRow: Sendable {
-    let values: [SQLiteValue]
-
-    subscript(_ i: Int) -> SQLiteValue { values[i] }
-
-    func int64(_ i: Int) -> Int64? { if case .integer(let v) = values[i] { v } else { nil } }
-    func int(_ i: Int) -> Int? { int64(i).map { Int($0) } }
-    func string(_ i: Int) -> String? { if case .text(let v) = values[i] { v } else { nil } }
-    func data(_ i: Int) -> Data? {
-        switch values[i] {
-        case .blob(let v): v
-        case .null: nil
-        default: Data()
-        }
-    }
-}
-
-/// The current row of a running statement, read in place (no copy of the whole row): for
-/// queries that return many rows of plain integers, such as the sent index.
-struct SQLiteCursor: ~Copyable {
-    fileprivate let statement: OpaquePointer
-
-    func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
-    func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
-    func string(_ i: Int32) -> String? {
-        guard let text = sqlite3_column_text(statement, i) else { return nil }
-        return String(cString: text)
-    }
-}
-
 /// One SQLite connection through the C API.
 ///
 /// One class owns one `sqlite3*` and closes it in `close()` or `deinit`; no C type leaves it.
 /// Prepared statements are cached by their SQL text and reset after each use.
-final class SQLiteDatabase: @unchecked Sendable {
+final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     // @unchecked: the sender's concurrent tasks share one connection; every access to `handle`
     // and `statements` holds `lock`, and a transaction holds it from BEGIN to COMMIT so no
     // other task's statement lands inside it. Recursive so the body can run statements.
@@ -78,15 +27,15 @@ final class SQLiteDatabase: @unchecked Sendable {
     /// and serialized, with a busy timeout (10 s by default) so a second process waits for a
     /// lock instead of failing at once.
     ///
-    /// - Throws: `SQLiteError` when the file cannot be opened or is not a database.
-    init(path: String, create: Bool = true, busyTimeout: Double = 10) throws(SQLiteError) {
+    /// - Throws: `SQLError` when the file cannot be opened or is not a database.
+    init(path: String, create: Bool = true, busyTimeout: Double = 10) throws(SQLError) {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_close_v2(db)
-            throw SQLiteError(code: rc, message: message, sql: "")
+            throw SQLError(code: rc, message: message, sql: "")
         }
         handle = db
         sqlite3_busy_timeout(db, Int32(busyTimeout * 1000))
@@ -112,7 +61,7 @@ final class SQLiteDatabase: @unchecked Sendable {
 
     /// Runs one statement to completion and returns the number of rows it changed.
     @discardableResult
-    func execute(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> Int {
+    func execute(_ sql: String, _ bindings: [SQLValue] = []) throws(SQLError) -> Int {
         lock.lock()
         defer { lock.unlock() }
         let (db, s) = try prepared(sql, bindings)
@@ -124,7 +73,7 @@ final class SQLiteDatabase: @unchecked Sendable {
     }
 
     /// Runs `sql`, which may hold several statements, without bindings (schema migrations).
-    func executeScript(_ sql: String) throws(SQLiteError) {
+    func executeScript(_ sql: String) throws(SQLError) {
         lock.lock()
         defer { lock.unlock() }
         let db = try open(sql)
@@ -133,35 +82,35 @@ final class SQLiteDatabase: @unchecked Sendable {
     }
 
     /// Runs a query and copies out every row.
-    func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> [SQLiteRow] {
+    func query(_ sql: String, _ bindings: [SQLValue] = []) throws(SQLError) -> [SQLRow] {
         lock.lock()
         defer { lock.unlock() }
         let (db, s) = try prepared(sql, bindings)
         defer { sqlite3_reset(s) }
         let columns = sqlite3_column_count(s)
-        var rows: [SQLiteRow] = []
+        var rows: [SQLRow] = []
         var rc = sqlite3_step(s)
         while rc == SQLITE_ROW {
-            var values: [SQLiteValue] = []
+            var values: [SQLValue] = []
             values.reserveCapacity(Int(columns))
             for i in 0..<columns { values.append(Self.column(s, i)) }
-            rows.append(SQLiteRow(values: values))
+            rows.append(SQLRow(values: values))
             rc = sqlite3_step(s)
         }
         guard rc == SQLITE_DONE else { throw error(rc, db, sql) }
         return rows
     }
 
-    /// Runs a query and hands each row to `body` in place, for large results of integers.
-    func forEachRow(_ sql: String, _ bindings: [SQLiteValue] = [], _ body: (borrowing SQLiteCursor) -> Void) throws(SQLiteError) {
+    /// Runs a query and hands each row to `body` as it is stepped to, without keeping them.
+    func forEachRow(_ sql: String, _ bindings: [SQLValue] = [], _ body: (SQLRow) -> Void) throws(SQLError) {
         lock.lock()
         defer { lock.unlock() }
         let (db, s) = try prepared(sql, bindings)
         defer { sqlite3_reset(s) }
-        let cursor = SQLiteCursor(statement: s)
+        let columns = sqlite3_column_count(s)
         var rc = sqlite3_step(s)
         while rc == SQLITE_ROW {
-            body(cursor)
+            body(SQLRow(values: (0..<columns).map { Self.column(s, $0) }))
             rc = sqlite3_step(s)
         }
         guard rc == SQLITE_DONE else { throw error(rc, db, sql) }
@@ -171,7 +120,7 @@ final class SQLiteDatabase: @unchecked Sendable {
     ///
     /// IMMEDIATE takes the write lock up front, so a second process waits (busy timeout) at
     /// BEGIN rather than failing at COMMIT. Transactions do not nest.
-    func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+    func transaction<T>(_ body: () throws(SQLError) -> T) throws(SQLError) -> T {
         lock.lock()
         defer { lock.unlock() }
         let started = ContinuousClock.now
@@ -190,7 +139,7 @@ final class SQLiteDatabase: @unchecked Sendable {
 
     /// Runs `body` in one deferred (read) transaction: every query in it sees the same
     /// committed state, whatever other connections commit meanwhile (WAL snapshot).
-    func snapshot<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+    func snapshot<T>(_ body: () throws(SQLError) -> T) throws(SQLError) -> T {
         lock.lock()
         defer { lock.unlock() }
         try execute("BEGIN DEFERRED")
@@ -200,13 +149,13 @@ final class SQLiteDatabase: @unchecked Sendable {
 
     // MARK: - Internals (callers hold `lock`)
 
-    private func open(_ sql: String) throws(SQLiteError) -> OpaquePointer {
-        guard let h = handle else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed", sql: sql) }
+    private func open(_ sql: String) throws(SQLError) -> OpaquePointer {
+        guard let h = handle else { throw SQLError(code: SQLITE_MISUSE, message: "database is closed", sql: sql) }
         return h
     }
 
     /// The cached statement for `sql`, reset and with `bindings` bound.
-    private func prepared(_ sql: String, _ bindings: [SQLiteValue]) throws(SQLiteError) -> (OpaquePointer, OpaquePointer) {
+    private func prepared(_ sql: String, _ bindings: [SQLValue]) throws(SQLError) -> (OpaquePointer, OpaquePointer) {
         let db = try open(sql)
         let s: OpaquePointer
         if let cached = statements[sql] {
@@ -242,7 +191,7 @@ final class SQLiteDatabase: @unchecked Sendable {
         return (db, s)
     }
 
-    private static func column(_ s: OpaquePointer, _ i: Int32) -> SQLiteValue {
+    private static func column(_ s: OpaquePointer, _ i: Int32) -> SQLValue {
         switch sqlite3_column_type(s, i) {
         case SQLITE_INTEGER: return .integer(sqlite3_column_int64(s, i))
         case SQLITE_TEXT:
@@ -258,7 +207,7 @@ final class SQLiteDatabase: @unchecked Sendable {
         }
     }
 
-    private func error(_ rc: Int32, _ db: OpaquePointer, _ sql: String) -> SQLiteError {
-        SQLiteError(code: rc & 0xFF, message: String(cString: sqlite3_errmsg(db)), sql: sql)
+    private func error(_ rc: Int32, _ db: OpaquePointer, _ sql: String) -> SQLError {
+        SQLError(code: rc & 0xFF, message: String(cString: sqlite3_errmsg(db)), sql: sql)
     }
 }

@@ -2,11 +2,11 @@ import Foundation
 
 // Delivery reports in the SQLite ledger (SPEC §11): `messages.dlr_status` holds a row's first
 // final status; `unmatched` the reports for messages not (yet) known.
-extension SQLiteLedger {
+extension SQLLedger {
     public func recordDeliveries(_ reports: [DeliveryReport], receivedAt: Int64) throws(LedgerError) -> DeliveryRecording {
         guard !reports.isEmpty else { return DeliveryRecording() }
         return try wrap {
-            try db.transaction { () throws(SQLiteError) -> DeliveryRecording in
+            try db.transaction { () throws(SQLError) -> DeliveryRecording in
                 var out = DeliveryRecording()
                 for report in reports {
                     guard report.isFinal else { out.notFinal += 1; continue }
@@ -38,7 +38,7 @@ extension SQLiteLedger {
         }
         guard !candidates.isEmpty else { return DeliveryRecording() }
         return try wrap {
-            try db.transaction { () throws(SQLiteError) -> DeliveryRecording in
+            try db.transaction { () throws(SQLError) -> DeliveryRecording in
                 var out = DeliveryRecording()
                 for r in candidates {
                     let report = DeliveryReport(messageId: r.string(1) ?? "", custom: r.string(2) ?? "", status: r.string(3) ?? "", at: r.int64(4))
@@ -56,9 +56,9 @@ extension SQLiteLedger {
     }
 
     /// Records `report` on its row: false when it matches no submitted message.
-    private static func apply(_ db: SQLiteDatabase, _ report: DeliveryReport, receivedAt: Int64,
-                              into out: inout DeliveryRecording) throws(SQLiteError) -> Bool {
-        var found: SQLiteRow?
+    private static func apply(_ db: any SQLDatabase, _ report: DeliveryReport, receivedAt: Int64,
+                              into out: inout DeliveryRecording) throws(SQLError) -> Bool {
+        var found: SQLRow?
         if !report.messageId.isEmpty {
             found = try db.query(#"SELECT job_id, "row", dlr_status, batch FROM messages WHERE message_id = ? AND state = 'submitted'"#,
                                  [.text(report.messageId)]).first
@@ -76,7 +76,7 @@ extension SQLiteLedger {
         }
         try db.execute(#"UPDATE messages SET dlr_status = ?, dlr_at = ?, dlr_received_at = ? WHERE job_id = ? AND "row" = ?"#,
                        [.text(report.status), report.at.map { .integer($0) } ?? .null, .integer(receivedAt), .text(job), .integer(row)])
-        try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1",
+        try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, 1) ON CONFLICT(job_id, batch, status) DO UPDATE SET n = delivery_counts.n + 1",
                        [.text(job), .integer(found.int64(3) ?? 0), .text(report.status)])
         out.recorded += 1
         out.jobs.insert(job)
@@ -116,14 +116,14 @@ extension SQLiteLedger {
 
     public func expireDeliveries(jobID: String, at: Int64) throws(LedgerError) -> Int {
         try wrap {
-            try db.transaction { () throws(SQLiteError) -> Int in
+            try db.transaction { () throws(SQLError) -> Int in
                 var total = 0
                 for r in try db.query(
                     "SELECT batch, COUNT(*) FROM messages WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL GROUP BY batch",
                     [.text(jobID)]) {
                     let n = r.int(1) ?? 0
                     total += n
-                    try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                    try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, ?) ON CONFLICT(job_id, batch, status) DO UPDATE SET n = delivery_counts.n + excluded.n",
                                    [.text(jobID), .integer(r.int64(0) ?? 0), .text(DeliveryStatus.expiredUnknown), .integer(Int64(n))])
                 }
                 try db.execute("UPDATE messages SET dlr_status = ?, dlr_received_at = ? WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL",
@@ -133,11 +133,11 @@ extension SQLiteLedger {
         }
     }
 
-    private func collect(_ sql: String, _ bindings: [SQLiteValue]) throws(LedgerError) -> [Int: RowDelivery] {
+    private func collect(_ sql: String, _ bindings: [SQLValue]) throws(LedgerError) -> [Int: RowDelivery] {
         var out: [Int: RowDelivery] = [:]
         try wrap {
-            try db.forEachRow(sql, bindings) { c in
-                out[Int(c.int64(0))] = RowDelivery(status: c.string(1) ?? "", at: c.isNull(2) ? nil : c.int64(2))
+            try db.forEachRow(sql, bindings) { r in
+                out[r.int(0) ?? 0] = RowDelivery(status: r.string(1) ?? "", at: r.int64(2))
             }
         }
         return out
