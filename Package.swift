@@ -46,10 +46,15 @@ let package = Package(
         .systemLibrary(
             name: "CXML2", path: "Sources/CXML2", pkgConfig: "libxml-2.0",
             providers: [.apt(["libxml2-dev"])]),
+        // The ledger on PostgreSQL (`state.url`, several hosts): libpq, as cheap to build as
+        // SQLite's C API (postgres-nio would add minutes to every CI build).
+        .systemLibrary(
+            name: "CPQ", path: "Sources/CPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
         .target(
             name: "SMSBatch",
             dependencies: [
-                "CCSV", "CArchive", "CCrypto", "CSQLite", "CCurl", "CXML2",
+                "CCSV", "CArchive", "CCrypto", "CSQLite", "CCurl", "CXML2", "CPQ",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],

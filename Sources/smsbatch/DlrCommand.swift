@@ -15,8 +15,8 @@ struct DlrCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try common.loadConfig()
-        guard FileManager.default.fileExists(atPath: config.statePath) else {
-            report(CommandError(subject: config.statePath, problem: "no ledger here (configuration \(common.configSource)): no job has been sent with it",
+        guard config.ledgerExists else {
+            report(CommandError(subject: config.ledgerLocation, problem: "no ledger here (configuration \(common.configSource)): no job has been sent with it",
                                 exitStatus: .noInput))
             throw ExitCode(ExitStatus.noInput.rawValue)
         }
@@ -24,7 +24,7 @@ struct DlrCommand: AsyncParsableCommand {
         do {
             let ledger = try LedgerStore.open(config)
             for id in jobs where try ledger.job(id: id) == nil {
-                report(CommandError(subject: config.statePath, problem: "no job \(id) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))
+                report(CommandError(subject: config.ledgerLocation, problem: "no job \(id) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))
                 throw ExitCode(ExitStatus.noInput.rawValue)
             }
             if config.send.endpoint == "sandbox" {

@@ -42,7 +42,7 @@ func runSpool(_ common: CommonOptions, _ job: JobOptions, _ metricsFile: Metrics
     let config = try common.loadConfig()
     let root = config.watch.root
     let spoolExisted = FileManager.default.fileExists(atPath: root)
-    let ledgerExisted = FileManager.default.fileExists(atPath: config.statePath)
+    let ledgerExisted = config.ledgerExists
     let exporter = metricsFile.exporter(serve != nil)
     var options = job.runOptions(now: common.parsedNow)
     if let exporter { options.metrics = exporter.metrics }
@@ -58,7 +58,7 @@ func runSpool(_ common: CommonOptions, _ job: JobOptions, _ metricsFile: Metrics
             metricsFile.write(exporter)
         }
         printError("smsbatch: configuration \(common.configSource); spool \(root)\(spoolExisted ? "" : " (created now)"); "
-            + "ledger \(config.statePath)\(ledgerExisted ? "" : " (new)"); sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: job.dryRun))")
+            + "ledger \(config.ledgerLocation)\(ledgerExisted ? "" : " (new)"); sends to \(ProviderEndpoint.describe(config.send.endpoint, dryRun: job.dryRun))")
         if let serve, let exporter {
             let metrics = exporter.metrics
             do {
@@ -133,11 +133,11 @@ struct JobsCommand: AsyncParsableCommand {
     func run() async throws {
         let config = try common.loadConfig()
         // Reading never creates: a folder with no ledger says so.
-        guard FileManager.default.fileExists(atPath: config.statePath) else {
-            printError("\(config.statePath): no ledger here (configuration \(common.configSource)): no job has run with it; "
+        guard config.ledgerExists else {
+            printError("\(config.ledgerLocation): no ledger here (configuration \(common.configSource)): no job has run with it; "
                 + "run jobs from the folder where smsbatch ran, or give its pipeline.yaml with -c")
             if let job {
-                report(CommandError(subject: config.statePath, problem: "no job \(job)", exitStatus: .noInput))
+                report(CommandError(subject: config.ledgerLocation, problem: "no job \(job)", exitStatus: .noInput))
                 throw ExitCode(ExitStatus.noInput.rawValue)
             }
             say(json ? "[]" : "no jobs yet")
@@ -147,7 +147,7 @@ struct JobsCommand: AsyncParsableCommand {
             let ledger = try LedgerStore.open(config)
             if let job {
                 guard let record = try ledger.job(id: job) else {
-                    report(CommandError(subject: config.statePath, problem: "no job \(job) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))
+                    report(CommandError(subject: config.ledgerLocation, problem: "no job \(job) in this ledger; 'smsbatch jobs' lists them", exitStatus: .noInput))
                     throw ExitCode(ExitStatus.noInput.rawValue)
                 }
                 let view = try JobView.load(record, from: ledger, batches: true)

@@ -28,7 +28,7 @@ struct WebhookCommand: AsyncParsableCommand {
                 + "to the secret the provider sends as 'Authorization: Bearer …'", exitStatus: .config))
             throw ExitCode(ExitStatus.config.rawValue)
         }
-        let existed = FileManager.default.fileExists(atPath: config.statePath)
+        let existed = config.ledgerExists
         let inbox: DeliveryInbox
         let server: WebhookServer
         do {
@@ -47,7 +47,7 @@ struct WebhookCommand: AsyncParsableCommand {
             throw ExitCode(e.exitStatus.rawValue)
         }
         Shutdown.install(announce: false)
-        printError("smsbatch: configuration \(common.configSource); ledger \(config.statePath)\(existed ? "" : " (new)")")
+        printError("smsbatch: configuration \(common.configSource); ledger \(config.ledgerLocation)\(existed ? "" : " (new)")")
         // One line on stdout, at once: callers read it to learn the port.
         FileHandle.standardOutput.write(Data("webhook listening on http://\(listen ?? config.dlr.listen):\(server.port)/\n".utf8))
         var last = inbox.snapshot

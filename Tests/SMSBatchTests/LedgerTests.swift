@@ -27,12 +27,14 @@ private func failed(_ row: Int, status: Int? = 422, code: String = "E422", messa
 
 /// The ledgers the contract tests run against.
 enum LedgerKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case sqlite, memory
+    case sqlite, memory, postgres
 
+    /// A new ledger: a file in `dir`, memory, or a new database on the tests' PostgreSQL.
     func open(_ dir: TempDir, _ name: String) throws -> any Ledger {
         switch self {
         case .sqlite: try SQLiteLedger(path: dir.file(name))
         case .memory: InMemoryLedger()
+        case .postgres: try PostgresLedger(url: try PostgresServer.start().createDatabase(), password: nil)
         }
     }
 

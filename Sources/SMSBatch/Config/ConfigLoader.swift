@@ -82,7 +82,7 @@ public enum ConfigLoader {
         static let send = ["endpoint", "token_env", "auth", "requests_per_minute", "status_requests_per_minute", "nodes_per_request",
                            "concurrency", "max_attempts", "timeout"]
         static let watch = ["root", "settle"]
-        static let state = ["path"]
+        static let state = ["path", "url", "password_env", "lease"]
         static let output = ["bom", "include_message"]
     }
 
@@ -393,7 +393,22 @@ public enum ConfigLoader {
 
     static func state(_ n: ConfigNode) throws(ConfigError) -> StateConfig {
         var c = StateConfig()
-        try n.each(Keys.state) { _, v throws(ConfigError) in c.path = try v.optionalString() }
+        try n.each(Keys.state) { key, v throws(ConfigError) in
+            switch key {
+            case "path": c.path = try v.optionalString()
+            case "url":
+                c.url = try v.optionalString()
+                if let url = c.url, !(url.hasPrefix("postgres://") || url.hasPrefix("postgresql://")) {
+                    throw v.error(.outOfRange, "is not a PostgreSQL URL (postgres://user@host:port/database)")
+                }
+                if let url = c.url, URLComponents(string: url)?.password != nil {
+                    throw v.error(.outOfRange, "holds a password; put it in the environment variable state.password_env names")
+                }
+            case "password_env": c.passwordEnv = try environmentName(v, "the database password")
+            case "lease": c.lease = try v.duration(in: 3...3600)
+            default: break
+            }
+        }
         return c
     }
 

@@ -22,6 +22,10 @@ public struct PipelineConfig: Sendable, Equatable {
 
     /// The ledger path: `state.path`, else `<watch.root>/state.sqlite`.
     public var statePath: String { state.path ?? (watch.root as NSString).appendingPathComponent("state.sqlite") }
+    /// Where the ledger is, for messages: `state.url` (which holds no password), else the file.
+    public var ledgerLocation: String { state.url ?? statePath }
+    /// Whether a ledger may already be there: the SQLite file exists, or a server is named.
+    public var ledgerExists: Bool { state.url != nil || FileManager.default.fileExists(atPath: statePath) }
 }
 
 /// A logical column of the recipient file (SPEC §4).
@@ -261,6 +265,15 @@ public struct DLRConfig: Sendable, Equatable {
 }
 
 public struct StateConfig: Sendable, Equatable {
+    /// The SQLite file (one host); nil: `<watch.root>/state.sqlite`.
     public var path: String? = nil
+    /// `postgres://user@host:port/db`: the ledger on PostgreSQL, shared by every worker
+    /// that names it (several hosts); nil: SQLite at `path`.
+    public var url: String? = nil
+    /// The environment variable holding the PostgreSQL password (never written in the file).
+    public var passwordEnv = "SMSBATCH_STATE_PASSWORD"
+    /// Seconds a worker's hold on a job lasts unless renewed (PostgreSQL): a worker that
+    /// dies loses its jobs to the others after this long.
+    public var lease = 30
     public init() {}
 }

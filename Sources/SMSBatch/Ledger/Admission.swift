@@ -84,11 +84,18 @@ struct Admission {
     }
 }
 
-/// Opens the ledger `state` configures: SQLite at `state.path` (a second backend chooses here).
+/// Opens the ledger `state` configures: PostgreSQL at `state.url` (several hosts), else
+/// SQLite at `state.path`.
 public enum LedgerStore {
     /// `metrics`: where each write transaction's time is counted.
     public static func open(_ config: PipelineConfig, metrics: PipelineMetrics = .none) throws(LedgerError) -> any Ledger {
-        let ledger = try SQLiteLedger(path: config.statePath)
+        let ledger: any Ledger & SQLLedger
+        if let url = config.state.url {
+            ledger = try PostgresLedger(url: url, password: ProcessInfo.processInfo.environment[config.state.passwordEnv],
+                                        lease: config.state.lease)
+        } else {
+            ledger = try SQLiteLedger(path: config.statePath)
+        }
         if metrics !== PipelineMetrics.none {
             ledger.db.onCommit = { seconds in
                 metrics.ledgerCommitDuration.recordSeconds(seconds)
@@ -102,6 +109,10 @@ public enum LedgerStore {
     /// a write transaction of its own, on its own connection, that waits at most
     /// `timeout` seconds for the write lock. Creates nothing.
     public static func writeProblem(_ config: PipelineConfig, timeout: Double = 2) -> String? {
-        SQLiteLedger.writeProblem(path: config.statePath, timeout: timeout)
+        if let url = config.state.url {
+            return PostgresLedger.writeProblem(url: url, password: ProcessInfo.processInfo.environment[config.state.passwordEnv],
+                                               timeout: timeout)
+        }
+        return SQLiteLedger.writeProblem(path: config.statePath, timeout: timeout)
     }
 }

@@ -61,6 +61,8 @@ public struct JobRecord: Sendable, Equatable {
     public var fileNow: String?
     /// Where the job sends: `built-in sandbox` or the endpoint's host (and port).
     public var destination: String?
+    /// The worker holding the job now (`host pid N`), where the ledger knows (PostgreSQL).
+    public var worker: String?
 
     public init(
         id: String, input: String, sha256: String, status: JobStatus, clock: Int64, outputDir: String? = nil,

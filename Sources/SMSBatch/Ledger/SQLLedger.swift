@@ -16,11 +16,15 @@ public class SQLLedger: @unchecked Sendable {
     /// The column that orders jobs started in the same second (SQLite's `rowid`, a sequence
     /// on PostgreSQL).
     private let insertionOrder: String
+    /// An expression for the worker holding a job (`host pid N`), NULL where the engine
+    /// does not know.
+    private let workerColumn: String
 
-    init(path: String, db: any SQLDatabase, insertionOrder: String) {
+    init(path: String, db: any SQLDatabase, insertionOrder: String, workerColumn: String = "NULL") {
         self.path = path
         self.db = db
         self.insertionOrder = insertionOrder
+        self.workerColumn = workerColumn
     }
 
     /// Closes the connection; later calls throw. The ledger also closes when released.
@@ -82,13 +86,13 @@ public class SQLLedger: @unchecked Sendable {
 
     /// The job with this id, nil when there is none.
     public func job(id: String) throws(LedgerError) -> JobRecord? {
-        try wrap { try db.query("SELECT \(Self.jobColumns) FROM jobs WHERE id = ?", [.text(id)]) }.first.map(Self.jobRecord)
+        try wrap { try db.query("SELECT \(Self.jobColumns), \(workerColumn) FROM jobs WHERE id = ?", [.text(id)]) }.first.map(Self.jobRecord)
     }
 
     /// The newest `limit` jobs, newest first.
     public func jobs(limit: Int) throws(LedgerError) -> [JobRecord] {
         try wrap {
-            try db.query("SELECT \(Self.jobColumns) FROM jobs ORDER BY started_at DESC, \(insertionOrder) DESC LIMIT ?", [.integer(Int64(limit))])
+            try db.query("SELECT \(Self.jobColumns), \(workerColumn) FROM jobs ORDER BY started_at DESC, \(insertionOrder) DESC LIMIT ?", [.integer(Int64(limit))])
         }.map(Self.jobRecord)
     }
 
@@ -97,7 +101,7 @@ public class SQLLedger: @unchecked Sendable {
     public func latestJob(sha256: String) throws(LedgerError) -> JobRecord? {
         try wrap {
             try db.query(
-                "SELECT \(Self.jobColumns) FROM jobs WHERE sha256 = ? AND repeat_of IS NULL ORDER BY started_at DESC, \(insertionOrder) DESC LIMIT 1",
+                "SELECT \(Self.jobColumns), \(workerColumn) FROM jobs WHERE sha256 = ? AND repeat_of IS NULL ORDER BY started_at DESC, \(insertionOrder) DESC LIMIT 1",
                 [.text(sha256)])
         }.first.map(Self.jobRecord)
     }
@@ -112,6 +116,7 @@ public class SQLLedger: @unchecked Sendable {
         j.inDoubt = r.int(16) ?? 0
         j.fileNow = r.string(17)
         j.destination = r.string(18)
+        j.worker = r.string(19)
         return j
     }
 
