@@ -38,7 +38,11 @@ public final class DeliveryPuller: Sendable {
         self.ledger = ledger
         client = ProviderClient(endpoint: endpoint.url, token: endpoint.token, auth: config.send.auth, timeout: config.send.timeout,
                                 concurrency: 1, metrics: metrics)
-        limiter = RateLimiter(perMinute: config.send.statusRequestsPerMinute, clock: time) { metrics.rateLimitWait.increment(by: $0) }
+        let account = client.account
+        limiter = RateLimiter(perMinute: config.send.statusRequestsPerMinute, clock: time,
+                              shared: (ledger as? SharedRateBudget).map { .init(budget: $0, account: account, kind: "status") }) {
+            metrics.rateLimitWait.increment(by: $0)
+        }
         self.progress = progress
         self.stop = stop
         self.time = time

@@ -107,6 +107,18 @@ final class InputFile {
 
 /// SHA-256 of a file's bytes (job id, repeat detection), through libcrypto.
 enum FileDigest {
+    /// SHA-256 of `bytes`, hex.
+    static func sha256(bytes: [UInt8]) -> String {
+        let ctx = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(ctx) }
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        EVP_DigestUpdate(ctx, bytes, bytes.count)
+        var md = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(ctx, &md, &len)
+        return md.prefix(Int(len)).map { String(format: "%02x", $0) }.joined()
+    }
+
     /// Hashes the whole file now.
     static func sha256(path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -220,11 +220,9 @@ public class SQLLedger: @unchecked Sendable {
                     try Self.upsertMessages(db, jobID: request.string(0) ?? "", batch: request.int(1) ?? 0, outcomes)
                 }
                 if let sent {
-                    for d in sent.digests {
-                        try db.execute(
-                            "INSERT INTO sent_index(hi, lo, sent_at, job_id) VALUES(?, ?, ?, ?)",
-                            [.integer(Int64(bitPattern: d.hi)), .integer(Int64(bitPattern: d.lo)), .integer(sent.at), .text(sent.jobID)])
-                    }
+                    try Self.insert(db, "INSERT INTO sent_index(hi, lo, sent_at, job_id) VALUES", sent.digests.map {
+                        [.integer(Int64(bitPattern: $0.hi)), .integer(Int64(bitPattern: $0.lo)), .integer(sent.at), .text(sent.jobID)]
+                    })
                 }
                 return changed
             }
@@ -235,16 +233,31 @@ public class SQLLedger: @unchecked Sendable {
     /// Each row's latest state in `messages`; a submitted row stays submitted (a later failure
     /// of a re-send cannot undo an accepted message).
     static func upsertMessages(_ db: any SQLDatabase, jobID: String, batch: Int, _ outcomes: [RequestOutcome]) throws(SQLError) {
-        for o in outcomes {
-            try db.execute(
-                #"""
-                INSERT INTO messages(job_id, "row", batch, state, message_id, group_id) VALUES(?, ?, ?, ?, ?, ?)
-                ON CONFLICT(job_id, "row") DO UPDATE SET state = excluded.state, message_id = excluded.message_id,
-                    group_id = excluded.group_id
-                WHERE messages.state <> 'submitted'
-                """#,
-                [.text(jobID), .integer(Int64(o.row)), .integer(Int64(batch)), .text(o.submitted ? "submitted" : "failed"),
-                 o.messageId.isEmpty ? .null : .text(o.messageId), o.groupId.map { .text($0) } ?? .null])
+        // One state a row: a row twice in one statement is an error on PostgreSQL.
+        var last: [Int: Int] = [:]
+        for (i, o) in outcomes.enumerated() { last[o.row] = i }
+        let rows = outcomes.enumerated().filter { last[$0.element.row] == $0.offset }.map { _, o -> [SQLValue] in
+            [.text(jobID), .integer(Int64(o.row)), .integer(Int64(batch)), .text(o.submitted ? "submitted" : "failed"),
+             o.messageId.isEmpty ? .null : .text(o.messageId), o.groupId.map { .text($0) } ?? .null]
+        }
+        try insert(db, #"INSERT INTO messages(job_id, "row", batch, state, message_id, group_id) VALUES"#, rows, then: #"""
+            ON CONFLICT(job_id, "row") DO UPDATE SET state = excluded.state, message_id = excluded.message_id,
+                group_id = excluded.group_id
+            WHERE messages.state <> 'submitted'
+            """#)
+    }
+
+    /// Inserts `rows` with a few multi-row statements (100 rows each) rather than one
+    /// statement a row: on a server each statement is a round trip.
+    static func insert(_ db: any SQLDatabase, _ head: String, _ rows: [[SQLValue]], then tail: String = "") throws(SQLError) {
+        guard let width = rows.first?.count else { return }
+        let tuple = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")"
+        var start = 0
+        while start < rows.count {
+            let chunk = rows[start..<min(start + 100, rows.count)]
+            try db.execute(head + " " + Array(repeating: tuple, count: chunk.count).joined(separator: ", ") + " " + tail,
+                           chunk.flatMap { $0 })
+            start += chunk.count
         }
     }
 

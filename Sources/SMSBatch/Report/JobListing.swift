@@ -69,6 +69,7 @@ public struct JobView: Sendable {
             ("job", .string(j.id)), ("file", .string(j.fileNow ?? j.input)), ("sha256", .string(j.sha256)),
             ("status", .string(status.rawValue)), ("repeat_of", j.repeatOf.map { .string($0) } ?? .null),
             ("destination", j.destination.map { .string($0) } ?? .null),
+            ("worker", j.worker.map { .string($0) } ?? .null),
             ("rows", .int(j.rows)), ("valid", .int(j.valid)), ("invalid", .int(j.invalid)), ("duplicates", .int(j.duplicates)),
             ("to_send", .int(j.toSend)), ("submitted", .int(submitted)), ("failed", .int(failed)), ("in_doubt", .int(inDoubt)),
             ("pending", .int(pending)),
@@ -97,12 +98,14 @@ public struct JobView: Sendable {
 public enum JobListing {
     public static func table(_ jobs: [JobView]) -> String {
         if jobs.isEmpty { return "no jobs yet" }
-        var table = TextTable([("JOB", .left), ("STATUS", .left), ("ROWS", .right), ("TO_SEND", .right),
+        // WORKER only where the ledger knows who holds a job (PostgreSQL, several hosts).
+        let workers = jobs.contains { $0.record.worker != nil }
+        var table = TextTable([("JOB", .left), ("STATUS", .left)] + (workers ? [("WORKER", .left)] : []) + [("ROWS", .right), ("TO_SEND", .right),
                                ("SUBMITTED", .right), ("FAILED", .right), ("IN_DOUBT", .right), ("DELIVERED", .right),
                                ("DLR_FAILED", .right), ("STARTED", .left), ("FINISHED", .left), ("FILE", .left)])
         for v in jobs {
             let j = v.record
-            table.add([j.id, j.repeatOf != nil ? "repeat" : v.status.rawValue, grouped(j.rows), grouped(j.toSend),
+            table.add([j.id, j.repeatOf != nil ? "repeat" : v.status.rawValue] + (workers ? [j.worker ?? "-"] : []) + [grouped(j.rows), grouped(j.toSend),
                        grouped(v.submitted), grouped(v.failed), grouped(v.inDoubt), grouped(v.delivered), grouped(v.deliveryFailed),
                        UTCTime.iso(j.startedAt),
                        j.finishedAt.map(UTCTime.iso) ?? "-", j.fileNow ?? j.input])
@@ -119,6 +122,7 @@ public enum JobListing {
         var lines = [
             "job          \(j.id)", "file         \(j.fileNow ?? j.input)", "sha256       \(j.sha256)",
             "status       \(status)", "sends to     \(j.destination ?? "-")",
+        ] + (j.worker.map { ["worker       \($0)"] } ?? []) + [
             "rows         \(grouped(j.rows)): valid \(grouped(j.valid)), invalid \(grouped(j.invalid)), duplicates \(grouped(j.duplicates)), to send \(grouped(j.toSend))",
             "sent         submitted \(grouped(v.submitted)), failed \(grouped(v.failed)), in doubt \(grouped(v.inDoubt)), pending \(grouped(v.pending))",
             "delivery     " + deliveryWords(v.delivery.total),

@@ -134,6 +134,10 @@ package final class ProviderClient: Sendable {
 
     deinit { loop.stop() }
 
+    /// Who the provider counts requests against, for a rate budget shared by several
+    /// workers: the SHA-256 of the endpoint and the token (the token itself is never stored).
+    package var account: String { FileDigest.sha256(bytes: Array("\(base.absoluteString)\n\(token)".utf8)) }
+
     /// Ends every transfer in flight at once: each returns `TransportFailure` `.aborted`
     /// (in doubt: the request may have reached the provider). Requests started afterwards
     /// run as usual. Callable from any thread (the second Ctrl-C).

@@ -3,7 +3,20 @@ import Foundation
 /// Keeps every request of a job within `requests_per_minute` (SPEC §8), across all
 /// concurrent requests: starts are spaced at least 60/rpm seconds apart, and no 60-second
 /// window ever holds more than rpm starts. A 429 pauses every sender until its Retry-After.
+///
+/// With a `SharedRate` (the ledger on PostgreSQL) the same rules hold over every worker on
+/// the account: each start is taken from the budget the workers share, on the server's
+/// clock, and a 429 pauses them all.
 actor RateLimiter {
+    /// A budget several workers take their starts from.
+    struct SharedRate: Sendable {
+        let budget: any SharedRateBudget
+        /// Who the provider counts against: a digest of the endpoint and token.
+        let account: String
+        /// `send` or `status` (the platform counts GETs apart from sends).
+        let kind: String
+    }
+    private let shared: SharedRate?
     private let perMinute: Int
     private let spacing: Double
     private var starts: [Double] = []
@@ -21,8 +34,10 @@ actor RateLimiter {
     private let onPause: @Sendable (Double) -> Void
 
     /// `perMinute` 0 turns the limiter off (benchmarks against the in-process sandbox).
-    init(perMinute: Int, clock: any MonotonicClock = RealClock(), onPause: @escaping @Sendable (Double) -> Void = { _ in }) {
+    init(perMinute: Int, clock: any MonotonicClock = RealClock(), shared: SharedRate? = nil,
+         onPause: @escaping @Sendable (Double) -> Void = { _ in }) {
         self.clock = clock
+        self.shared = shared
         self.onPause = onPause
         self.perMinute = perMinute
         spacing = perMinute > 0 ? 60.0 / Double(perMinute) : 0
@@ -36,6 +51,15 @@ actor RateLimiter {
             let now = clock.now()
             var earliest = max(pausedUntil, last + spacing)
             if starts.count - head >= perMinute { earliest = max(earliest, starts[head] + 60.001) }
+            if now >= earliest, let shared {
+                // The shared budget decides; a ledger that cannot answer now is asked again.
+                let wait: Double
+                do { wait = try shared.budget.takeStart(account: shared.account, kind: shared.kind, perMinute: perMinute) } catch { wait = 0.5 }
+                if wait > 0 {
+                    await clock.sleep(seconds: wait + 1e-6)
+                    continue
+                }
+            }
             if now >= earliest {
                 starts.append(now)
                 if startLog.count < 10_000 { startLog.append(now) }
@@ -53,6 +77,7 @@ actor RateLimiter {
         let now = clock.now()
         let until = now + seconds
         let added = until - max(pausedUntil, now)
+        if let shared { try? shared.budget.pauseStarts(account: shared.account, kind: shared.kind, seconds: seconds) }
         if added > 0 {
             pausedUntil = until
             onPause(added)

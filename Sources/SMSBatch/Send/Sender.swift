@@ -113,8 +113,11 @@ final class Sender: Sendable {
         self.client = client
         self.ledger = ledger
         self.clock = clock
-        limiter = RateLimiter(perMinute: config.requestsPerMinute, clock: time) { metrics.rateLimitWait.increment(by: $0) }
-        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute, clock: time) { metrics.rateLimitWait.increment(by: $0) }
+        let budget = ledger as? SharedRateBudget
+        limiter = RateLimiter(perMinute: config.requestsPerMinute, clock: time,
+                              shared: budget.map { .init(budget: $0, account: client.account, kind: "send") }) { metrics.rateLimitWait.increment(by: $0) }
+        lookupLimiter = RateLimiter(perMinute: config.statusRequestsPerMinute, clock: time,
+                                    shared: budget.map { .init(budget: $0, account: client.account, kind: "status") }) { metrics.rateLimitWait.increment(by: $0) }
     }
 
     /// Checks the token before anything is sent.
