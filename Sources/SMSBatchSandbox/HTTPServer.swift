@@ -68,13 +68,16 @@ public struct HTTPServerError: Error, CustomStringConvertible, Sendable {
     public var operation: String
     /// The `errno` it set.
     public var code: Int32
+    /// The address it tried to listen on.
+    public var host = "127.0.0.1"
 
     public var description: String {
-        "cannot listen on 127.0.0.1: \(operation): \(String(cString: strerror(code)))"
+        "cannot listen on \(host): \(operation): \(String(cString: strerror(code)))"
     }
 }
 
-/// An HTTP/1.1 server bound to 127.0.0.1 that hands every request to one handler closure.
+/// An HTTP/1.1 server bound to 127.0.0.1 (or another IPv4 address given, never 0.0.0.0) that
+/// hands every request to one handler closure.
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: the mutable socket bookkeeping below is only touched under `lock`.
 
@@ -88,6 +91,7 @@ public final class HTTPServer: @unchecked Sendable {
     public let maxConnections: Int
 
     private let requestedPort: UInt16
+    private let host: String
     private let handler: Handler
     private let lock = NSLock()
     private var listenFD: Int32 = -1
@@ -97,9 +101,10 @@ public final class HTTPServer: @unchecked Sendable {
     private let acceptDone = DispatchSemaphore(value: 0)
 
     /// A server for `port` (0 = any free port) that answers with `handler`.
-    public init(port: UInt16 = 0, maxBodyBytes: Int = 32 << 20, maxConnections: Int = 256,
+    public init(host: String = "127.0.0.1", port: UInt16 = 0, maxBodyBytes: Int = 32 << 20, maxConnections: Int = 256,
                 handler: @escaping Handler) {
         self.requestedPort = port
+        self.host = host
         self.maxBodyBytes = maxBodyBytes
         self.maxConnections = maxConnections
         self.handler = handler
@@ -110,30 +115,34 @@ public final class HTTPServer: @unchecked Sendable {
     /// The bound port (0 before `start`).
     public var port: UInt16 { lock.withLock { boundPort } }
 
-    /// Binds 127.0.0.1, starts accepting on a thread of its own, and returns the bound port.
+    /// Binds `host`, starts accepting on a thread of its own, and returns the bound port.
     /// - Throws: `HTTPServerError` when the socket cannot be created, bound (port in use) or
     ///   listened on, or when the server was already started.
     public func start() throws(HTTPServerError) -> UInt16 {
         lock.lock()
         defer { lock.unlock() }
-        guard listenFD < 0, !stopping else { throw HTTPServerError(operation: "already started", code: EINVAL) }
+        guard listenFD < 0, !stopping else { throw HTTPServerError(operation: "already started", code: EINVAL, host: host) }
+        var address = in_addr()
+        guard inet_pton(AF_INET, host, &address) == 1, address.s_addr != 0 else {
+            throw HTTPServerError(operation: "not an IPv4 address of this machine", code: EINVAL, host: host)
+        }
         #if os(Linux)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
-        guard fd >= 0 else { throw HTTPServerError(operation: "socket", code: errno) }
+        guard fd >= 0 else { throw HTTPServerError(operation: "socket", code: errno, host: host) }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = requestedPort.bigEndian
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian  // 127.0.0.1 only, never 0.0.0.0
+        addr.sin_addr = address  // never 0.0.0.0: the sandbox is not for other machines
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { let e = errno; close(fd); throw HTTPServerError(operation: "bind port \(requestedPort)", code: e) }
-        guard listen(fd, 128) == 0 else { let e = errno; close(fd); throw HTTPServerError(operation: "listen", code: e) }
+        guard bound == 0 else { let e = errno; close(fd); throw HTTPServerError(operation: "bind port \(requestedPort)", code: e, host: host) }
+        guard listen(fd, 128) == 0 else { let e = errno; close(fd); throw HTTPServerError(operation: "listen", code: e, host: host) }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         var got = sockaddr_in()
         _ = withUnsafeMutablePointer(to: &got) {

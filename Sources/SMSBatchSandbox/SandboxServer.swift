@@ -4,8 +4,11 @@ import Synchronization
 
 /// How the sandbox behaves (SPEC §8, `smsbatch sandbox` flags).
 public struct SandboxOptions: Sendable, CustomStringConvertible {
-    /// Port on 127.0.0.1; 0 = any free port.
+    /// Port on `host`; 0 = any free port.
     public var port: UInt16 = 0
+    /// The IPv4 address listened on: loopback unless a test gives it an address of a
+    /// machine-local network (a veth between network namespaces).
+    public var host = "127.0.0.1"
     /// The one access token accepted.
     public var token: String
     /// Requests per minute per token before 429; 0 = no limit.
@@ -67,12 +70,12 @@ public final class SandboxServer: Sendable {
         self.options = options
         let core = SandboxCore(options: options)
         self.core = core
-        self.http = HTTPServer(port: options.port) { core.handle($0) }
+        self.http = HTTPServer(host: options.host, port: options.port) { core.handle($0) }
     }
 
     deinit { stop() }
 
-    /// Starts listening on 127.0.0.1 and returns the bound port.
+    /// Starts listening on `options.host` and returns the bound port.
     /// - Throws: `HTTPServerError` when the port cannot be bound (in use, no permission).
     @discardableResult
     public func start() throws -> UInt16 { try http.start() }
@@ -87,8 +90,8 @@ public final class SandboxServer: Sendable {
     /// The bound port (0 before `start`).
     public var port: UInt16 { http.port }
 
-    /// `http://127.0.0.1:PORT/api/v2/`
-    public var endpoint: String { "http://127.0.0.1:\(http.port)/api/v2/" }
+    /// `http://HOST:PORT/api/v2/`
+    public var endpoint: String { "http://\(options.host):\(http.port)/api/v2/" }
 
     /// What was accepted so far: nodes in total, nodes whose non-empty custom had been
     /// accepted before, and the distinct non-empty customs (as `GET sandbox/accepted`).
@@ -105,6 +108,10 @@ public final class SandboxServer: Sendable {
     /// Arrival times in seconds (monotonic) of every authenticated request but
     /// `sandbox/accepted`, in order.
     var arrivals: [Double] { core.state.withLock { $0.arrivals.map { Double($0) / 1e9 } } }
+
+    /// Arrival times in seconds (monotonic) of the send requests (POST) alone, in order: what
+    /// `requests_per_minute` limits.
+    var sendArrivals: [Double] { core.state.withLock { $0.sendArrivals.map { Double($0) / 1e9 } } }
 
     /// Answers one request in-process, without a socket (benchmarks and tests).
     func handle(_ request: HTTPRequest) -> HTTPAction { core.handle(request) }
@@ -210,6 +217,7 @@ final class SandboxCore: Sendable {
         let drawFault = endpoint.isSend && (options.failRate > 0 || options.dropRate > 0)
         let (retryAfter, draw): (Int?, UInt64?) = state.withLock { s in
             if endpoint != .accepted && endpoint != .delivered { s.arrivals.append(now) }
+            if endpoint.isSend { s.sendArrivals.append(now) }
             if limit > 0, let wait = s.window.admit(now: now, limit: limit, length: UInt64(options.rateWindowSeconds) * 1_000_000_000) { return (wait, nil) }
             return (nil, drawFault ? s.rng.next() : nil)
         }

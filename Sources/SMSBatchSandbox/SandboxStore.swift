@@ -43,6 +43,7 @@ struct SandboxState: Sendable {
     var window = RateWindow()
     /// Arrival time (monotonic ns) of every authenticated request, for tests of client rates.
     var arrivals: [UInt64] = []
+    var sendArrivals: [UInt64] = []
     var groups: [StoredGroup] = []
     var groupByID: [String: Int32] = [:]
     var messages: [StoredMessage] = []

@@ -7,7 +7,7 @@ import Testing
 /// Writes a generated recipient file and returns its path and what the generator put in it.
 func generated(_ options: GeneratorOptions, in dir: TempDir, name: String = "gen.csv") throws -> (String, GeneratorStats) {
     let path = dir.file(name)
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     defer { close(fd) }
     let stats = try generateRecipients(options, to: fd)
     return (path, stats)

@@ -210,7 +210,7 @@ struct CLITests {
     func bulkCap() throws {
         let dir = TempDir()
         let path = dir.file("big.csv")
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         try generateRecipients(GeneratorOptions(rows: 600_000, seed: 11, invalidShare: 0, duplicateShare: 0), to: fd)
         close(fd)
         let r = try smsbatch(["run", "--dry-run", "--json", "--kind", "bulk", "--out", "split", "big.csv"], cwd: dir.path)

@@ -55,7 +55,7 @@ struct MetricsTests {
         config.send.nodesPerRequest = 20
         let exporter = PrometheusExporter()
         let path = dir.file("r.csv")
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         _ = try generateRecipients(GeneratorOptions(rows: 600, seed: 5, invalidShare: 0.1, duplicateShare: 0.05, mixProblems: true), to: fd)
         close(fd)
         let job = try await sendJob(path, config: config, in: dir, metrics: exporter.metrics)
@@ -297,7 +297,7 @@ struct MetricsProcessTests {
     }
 
     private func generate(_ path: String, rows: Int, seed: UInt64) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer { close(fd) }
         _ = try generateRecipients(GeneratorOptions(rows: rows, seed: seed, invalidShare: 0.05, duplicateShare: 0.05, mixProblems: true), to: fd)
     }

@@ -57,6 +57,22 @@ struct PostgresLedgerTests {
         if let taken { await b.releaseJob(taken, outputDir: dir.file("b/j2")) }
     }
 
+    @Test("an intent pushes its job's lease a whole lease on: a worker whose renewals stalled (a second left) but who still sends keeps its job")
+    func intentExtendsLease() async throws {
+        let (a, b) = try twoWorkers(lease: 30)
+        let dir = TempDir()
+        try a.createJob(runningJob("j4"))
+        let held = try #require(a.holdJob("j4", outputDir: dir.file("a/j4")) as? JobLease)
+        held.stop()
+        // The renewals stalled: one second of the lease is left.
+        try a.postgres.execute("UPDATE leases SET expires_at = extract(epoch from clock_timestamp()) + 1 WHERE job_id = 'j4'", [])
+        _ = try a.recordIntent(jobID: "j4", batch: 1, rows: [1])
+        let left = try a.postgres.query("SELECT (expires_at - extract(epoch from clock_timestamp()))::bigint FROM leases WHERE job_id = 'j4'", [])
+        #expect((left.first?.int64(0) ?? 0) > 20, "the lease was not pushed on")
+        #expect(b.holdJob("j4", outputDir: dir.file("b/j4")) == nil)
+        await a.releaseJob(held, outputDir: dir.file("a/j4"))
+    }
+
     @Test("one rate budget for every worker on an account: a start taken by one makes the other wait, a pause by one pauses both")
     func sharedRateBudget() throws {
         let (a, b) = try twoWorkers()

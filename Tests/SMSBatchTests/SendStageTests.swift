@@ -16,7 +16,7 @@ private func sendingDir(endpoint: String, send extra: String = "", rows: Int, se
         split:
           batch_size: 1000
         """)
-    let fd = open(dir.file("big.csv"), O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let fd = open(dir.file("big.csv"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     defer { close(fd) }
     let stats = try generateRecipients(GeneratorOptions(rows: rows, seed: seed), to: fd)
     return (dir, stats)

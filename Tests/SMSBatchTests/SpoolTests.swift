@@ -24,7 +24,7 @@ private func spoolDir(endpoint: String, extra: String = "") -> TempDir {
 }
 
 private func generate(_ path: String, rows: Int, seed: UInt64) throws -> GeneratorStats {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     defer { close(fd) }
     return try generateRecipients(GeneratorOptions(rows: rows, seed: seed), to: fd)
 }
@@ -79,7 +79,7 @@ struct SpoolTests {
     func drainLock() throws {
         let dir = spoolDir(endpoint: "sandbox")
         try FileManager.default.createDirectory(atPath: dir.file("spool"), withIntermediateDirectories: true)
-        let fd = open(dir.file("spool/.lock"), O_RDWR | O_CREAT, 0o644)
+        let fd = open(dir.file("spool/.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         defer { close(fd) }
         #expect(flock(fd, LOCK_EX) == 0)
         let r = try smsbatch(["drain"], cwd: dir.path)

@@ -19,6 +19,8 @@ final class PostgresDatabase: SQLDatabase, @unchecked Sendable {
     let target: String
     private let reconnectFor: Double
     private var inTransaction = false
+    /// `close()` was called: no reconnecting.
+    private var closed = false
     private var placeholders: [String: String] = [:]
 
     var onCommit: (@Sendable (Double) -> Void)?
@@ -44,6 +46,7 @@ final class PostgresDatabase: SQLDatabase, @unchecked Sendable {
         defer { lock.unlock() }
         if let c = connection { PQfinish(c) }
         connection = nil
+        closed = true
     }
 
     /// The URL without a password written into it.
@@ -179,7 +182,9 @@ final class PostgresDatabase: SQLDatabase, @unchecked Sendable {
         throw last
     }
 
+    /// The connection; after a reconnect that gave up, a new attempt (the server may be back).
     private func open(_ sql: String) throws(SQLError) -> OpaquePointer {
+        if connection == nil && !closed { try connect() }
         guard let c = connection else { throw SQLError(code: 21, message: "the connection to \(target) is closed", sql: sql) }
         return c
     }
@@ -220,7 +225,9 @@ final class PostgresDatabase: SQLDatabase, @unchecked Sendable {
         let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
         var message = result.map { Self.message(PQresultErrorMessage($0)) } ?? ""
         if message.isEmpty { message = Self.message(PQerrorMessage(c)) }
-        throw SQLError(code: state.hasPrefix("23") ? SQLError.constraint : 1, message: message, sql: sql, state: state)
+        // 08…: connection exceptions; 57P01–57P03: the server shuts down or is starting up.
+        let gone = state.hasPrefix("08") || state.hasPrefix("57P")
+        throw SQLError(code: state.hasPrefix("23") ? SQLError.constraint : 1, message: message, sql: sql, state: state, connectionLost: gone)
     }
 
     private func lost(_ c: OpaquePointer, _ sql: String) -> SQLError {

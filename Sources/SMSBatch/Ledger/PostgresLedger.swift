@@ -11,8 +11,8 @@ import Foundation
 ///   server's clock) that the worker renews every quarter lease. A worker that dies stops
 ///   renewing; after `state.lease` another worker takes the job and resumes it from the
 ///   ledger, looking up its requests in doubt first, as a restart does.
-/// - **Fencing**: an intent is recorded only while this worker's lease has at least half of
-///   its time left, so a worker that lost its lease (stalled, cut off) sends nothing more
+/// - **Fencing**: an intent is recorded only while this worker's lease is live, and pushes it
+///   a whole lease on, so a worker that lost its lease (stalled, cut off) sends nothing more
 ///   once another may have taken the job over.
 /// - **One rate budget per account** (`SharedRateBudget`): request starts of every worker
 ///   on one token, in `rate_starts`, taken under a row lock.
@@ -251,22 +251,30 @@ public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @uncheck
         lock.release()
     }
 
-    /// Pushes a held lease's expiry on; false when this process no longer holds it.
-    func renew(job: String, token: String) -> Bool {
+    /// Pushes a held lease's expiry on: true when done, false when this process no longer
+    /// holds it, nil when the server could not be asked (it may be back soon).
+    func renew(job: String, token: String) -> Bool? {
         let changed = try? wrap {
             try db.transaction { () throws(SQLError) -> Int in
                 try db.execute("UPDATE leases SET expires_at = \(Self.serverNow) + ? / 1000.0 WHERE job_id = ? AND token = ?",
                                [.integer(Int64(lease * 1000)), .text(job), .text(token)])
             }
         }
-        return changed == 1
+        return changed.map { $0 == 1 }
     }
 
-    /// Fencing: an intent of a job this process holds needs at least half a lease left.
+    /// Fencing: an intent of a job is recorded only while this process's lease on it is live,
+    /// and the same statement pushes the lease a whole `state.lease` on, so the request
+    /// that follows has that long before any other worker may take the job over (a renewal
+    /// thread starved of CPU, or a server back from a restart, does not end a healthy job).
+    /// A lease that ran out is never revived: another worker may hold the job by then.
     override func checkIntent(jobID: String) throws(SQLError) {
         guard let token = held.withLock({ $0[jobID] }) else { return }
-        let live = try db.query("SELECT 1 FROM leases WHERE job_id = ? AND token = ? AND expires_at > \(Self.serverNow) + ? / 1000.0",
-                                [.text(jobID), .text(token), .integer(Int64(lease * 500))])
+        let live = try db.query(
+            """
+            UPDATE leases SET expires_at = GREATEST(expires_at, \(Self.serverNow) + ? / 1000.0)
+            WHERE job_id = ? AND token = ? AND expires_at > \(Self.serverNow) RETURNING 1
+            """, [.integer(Int64(lease * 1000)), .text(jobID), .text(token)])
         if live.isEmpty {
             throw SQLError(code: 1, message: "job \(jobID): this worker's lease ran out (another worker may have taken the job over); nothing more is sent from here", sql: "")
         }
@@ -351,8 +359,12 @@ final class JobLease: LedgerLock, @unchecked Sendable {
             var next = Date().addingTimeInterval(every)
             while !stopped.withLock({ $0 }) {
                 if Date() < next { usleep(50_000); continue }
-                guard let ledger, ledger.renew(job: job, token: token) else { return }
-                next = Date().addingTimeInterval(every)
+                guard let ledger else { return }
+                switch ledger.renew(job: job, token: token) {
+                case true?: next = Date().addingTimeInterval(every)
+                case false?: return  // taken over: checkIntent refuses this job's next send
+                case nil: next = Date().addingTimeInterval(0.5)
+                }
             }
         }
         thread.name = "smsbatch lease \(job)"
@@ -360,6 +372,9 @@ final class JobLease: LedgerLock, @unchecked Sendable {
     }
 
     func stop() { stopped.withLock { $0 = true } }
+
+    /// A lease nobody holds any more stops being renewed (and runs out on the server).
+    deinit { stop() }
 
     func release() {
         stop()

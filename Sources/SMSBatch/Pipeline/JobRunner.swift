@@ -91,7 +91,14 @@ public final class JobRunner {
             return JobResult(summary: summary)
         case .run(let ticket):
             if ticket.resumed { progress.note(path, "resuming job \(ticket.id!)") }
-            return try await runJob(path: path, ticket: ticket)
+            do {
+                return try await runJob(path: path, ticket: ticket)
+            } catch {
+                // The job is taken up again (here or, on PostgreSQL, by any worker): its hold
+                // goes now, not on a renewal that would outlive the job.
+                if let lock = ticket.lock, let dir = ticket.dir { await ticket.ledger?.releaseJob(lock, outputDir: dir) }
+                throw error
+            }
         }
     }
 

@@ -52,9 +52,10 @@ actor RateLimiter {
             var earliest = max(pausedUntil, last + spacing)
             if starts.count - head >= perMinute { earliest = max(earliest, starts[head] + 60.001) }
             if now >= earliest, let shared {
-                // The shared budget decides; a ledger that cannot answer now is asked again.
-                let wait: Double
-                do { wait = try shared.budget.takeStart(account: shared.account, kind: shared.kind, perMinute: perMinute) } catch { wait = 0.5 }
+                // The shared budget decides. A ledger that cannot answer (its server is away
+                // longer than a reconnect waits) leaves this worker's own limit in charge: a
+                // send's intent cannot be recorded then anyway, and a wait here would never end.
+                let wait = (try? shared.budget.takeStart(account: shared.account, kind: shared.kind, perMinute: perMinute)) ?? 0
                 if wait > 0 {
                     await clock.sleep(seconds: wait + 1e-6)
                     continue

@@ -11,6 +11,9 @@ final class PostgresServer: @unchecked Sendable {
     }
 
     let port: UInt16
+    /// The address it listens on and the network whose clients it lets in.
+    let host: String
+    private let network: String?
     let folder: String
     let bin: String
     private let user: String?
@@ -19,22 +22,32 @@ final class PostgresServer: @unchecked Sendable {
     /// The server of this test process, or why there is none.
     static let shared: Result<PostgresServer, Unavailable> = {
         do {
-            let server = try PostgresServer()
-            running.withLock { $0 = server }
-            atexit { PostgresServer.running.withLock { $0?.stop() } }
-            return .success(server)
+            return .success(try startNew())
         } catch let error as Unavailable {
             return .failure(error)
         } catch {
             return .failure(Unavailable(description: "\(error)"))
         }
     }()
-    private static let running = Locked<PostgresServer?>(nil)
+    private static let running = Locked<[PostgresServer]>([])
+    private static let serial = Locked<UInt64>(0)
+    private static let stopAtExit: Void = { atexit { PostgresServer.running.withLock { $0.forEach { $0.stop() } } } }()
 
     /// The server, or a thrown error saying why it could not start and where it comes from.
     static func start() throws -> PostgresServer { try shared.get() }
 
-    private init() throws {
+    /// A server of its own, for a test that stops and restarts it, or that reaches it on
+    /// `host` (an address of this machine) from clients in `network` (CIDR) instead of
+    /// loopback.
+    static func startNew(host: String = "127.0.0.1", network: String? = nil) throws -> PostgresServer {
+        _ = stopAtExit
+        let server = try PostgresServer(host: host, network: network)
+        running.withLock { $0.append(server) }
+        return server
+    }
+
+    private init(host: String = "127.0.0.1", network: String? = nil) throws {
+        (self.host, self.network) = (host, network)
         guard let bin = Self.binFolder() else {
             throw Unavailable(description: "no PostgreSQL server here (no /usr/lib/postgresql/*/bin/initdb): install Debian's postgresql (make test does)")
         }
@@ -44,14 +57,20 @@ final class PostgresServer: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         chmod(folder, 0o777)
         // Below the ephemeral range: restarted on the same port, no other socket takes it meanwhile.
-        port = try portOutsideEphemeralRange(seed: UInt64(getpid()) &* 0x9E37_79B9)
+        // Each server of the run its own seed: two started at once never pick the same port.
+        port = try portOutsideEphemeralRange(seed: UInt64(getpid()) &* 0x9E37_79B9 &+ Self.serial.withLock { $0 += 1; return $0 })
         try run("initdb", ["-D", folder + "/data", "-U", "smsbatch", "--auth=trust", "-E", "UTF8", "--no-sync"], what: "initdb")
+        if let network, let hba = FileHandle(forWritingAtPath: folder + "/data/pg_hba.conf") {
+            hba.seekToEndOfFile()
+            hba.write(Data("host all all \(network) trust\n".utf8))
+            try? hba.close()
+        }
         try start()
     }
 
-    var url: String { "postgres://smsbatch@127.0.0.1:\(port)/postgres" }
+    var url: String { url(database: "postgres") }
 
-    func url(database: String) -> String { "postgres://smsbatch@127.0.0.1:\(port)/\(database)" }
+    func url(database: String) -> String { "postgres://smsbatch@\(host):\(port)/\(database)" }
 
     /// A new empty database (each test its own, so tests running together never meet).
     func createDatabase() throws -> String {
@@ -65,7 +84,7 @@ final class PostgresServer: @unchecked Sendable {
 
     func start() throws {
         try run("pg_ctl", ["-D", folder + "/data", "-l", folder + "/log", "-w", "-t", "60", "start", "-o",
-                           "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"],
+                           "-p \(port) -k \(folder) -c listen_addresses=\(host) -c fsync=off -c max_connections=200"],
                 what: "pg_ctl start")
     }
 

@@ -6,14 +6,21 @@ final class Background {
     let stdoutPath: String
     let stderrPath: String
 
-    init(_ args: [String], cwd: String, env: [String: String] = [:]) throws {
+    /// `netns`: run it inside that network namespace (`ip netns exec`, which execs smsbatch
+    /// in its own place, so the process is smsbatch itself).
+    init(_ args: [String], cwd: String, env: [String: String] = [:], netns: String? = nil) throws {
         let id = UUID().uuidString
         stdoutPath = NSTemporaryDirectory() + "smsbatch-bg-out-" + id
         stderrPath = NSTemporaryDirectory() + "smsbatch-bg-err-" + id
         FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: smsbatchBinary)
-        process.arguments = args
+        if let netns {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            process.arguments = ["netns", "exec", netns, smsbatchBinary] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: smsbatchBinary)
+            process.arguments = args
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: cwd)
         var environment = ProcessInfo.processInfo.environment
         for (k, v) in env { environment[k] = v }
