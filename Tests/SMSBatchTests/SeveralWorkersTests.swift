@@ -194,18 +194,20 @@ private final class TwoHosts {
     let serviceAddress: String
     let network: String
     private let bridge: String
+    private let veths: [String]
     private(set) var problem: String?
 
     init() {
         let n = Int(getpid()) % 200 + 20
         bridge = "smsbbr\(n)"
         hosts = ["smsb-\(n)-a", "smsb-\(n)-b"]
+        veths = hosts.indices.map { "smsbv\(n)\($0)" }
         serviceAddress = "10.213.\(n).1"
         network = "10.213.\(n).0/24"
         var steps = [["link", "add", bridge, "type", "bridge"], ["addr", "add", "\(serviceAddress)/24", "dev", bridge],
                      ["link", "set", bridge, "up"]]
         for (i, ns) in hosts.enumerated() {
-            let veth = "smsbv\(n)\(i)"
+            let veth = veths[i]
             steps += [["netns", "add", ns], ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
                       ["link", "set", veth, "master", bridge], ["link", "set", veth, "up"],
                       ["-n", ns, "addr", "add", "10.213.\(n).\(i + 2)/24", "dev", "eth0"],
@@ -233,9 +235,11 @@ private final class TwoHosts {
         _ = Self.ip(["-n", host, "link", "set", "eth0", "down"])
     }
 
-    /// Removes the namespaces and the bridge (the veths go with them).
+    /// Removes the namespaces, the veths (a namespace a process still ends in keeps its end
+    /// a while) and the bridge.
     func tearDown() {
         for ns in hosts { kill(ns); _ = Self.ip(["netns", "del", ns]) }
+        for veth in veths { _ = Self.ip(["link", "del", veth]) }
         _ = Self.ip(["link", "del", bridge])
     }
 

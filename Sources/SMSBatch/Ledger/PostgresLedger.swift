@@ -14,8 +14,8 @@ import Foundation
 /// - **Fencing**: an intent is recorded only while this worker's lease is live, and pushes it
 ///   a whole lease on, so a worker that lost its lease (stalled, cut off) sends nothing more
 ///   once another may have taken the job over.
-/// - **One rate budget per account** (`SharedRateBudget`): request starts of every worker
-///   on one token, in `rate_starts`, taken under a row lock.
+/// - **One rate budget per account** (`SharedRateBudget`): the last request start of every
+///   worker on one token (microseconds on the server's clock), taken under a row lock.
 public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @unchecked Sendable {
     let postgres: PostgresDatabase
     private let url: String
@@ -148,14 +148,9 @@ public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @uncheck
         CREATE TABLE IF NOT EXISTS rate_budget(
             account TEXT NOT NULL,
             kind TEXT NOT NULL,
-            last_start DOUBLE PRECISION NOT NULL DEFAULT 0,
-            paused_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+            last_start BIGINT NOT NULL DEFAULT 0,
+            paused_until BIGINT NOT NULL DEFAULT 0,
             PRIMARY KEY(account, kind));
-        CREATE TABLE IF NOT EXISTS rate_starts(
-            account TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            at DOUBLE PRECISION NOT NULL);
-        CREATE INDEX IF NOT EXISTS rate_starts_at ON rate_starts(account, kind, at);
         """
 
     /// Creates the tables under a transaction-scoped advisory lock, so workers starting
@@ -280,32 +275,29 @@ public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @uncheck
         }
     }
 
+    override func lockJobRow(jobID: String) throws(SQLError) {
+        _ = try db.query("SELECT 1 FROM jobs WHERE id = ? FOR UPDATE", [.text(jobID)])
+    }
+
     // MARK: - Rate budget
 
     /// Starts one request of `kind` on `account` if the shared budget allows it now (and
-    /// returns 0), else returns the seconds to wait. The same rules as `RateLimiter`, over
-    /// every worker: starts `60/perMinute` s apart, never `perMinute` in 60 s, none while paused.
+    /// returns 0), else returns the seconds to wait: starts at least `60/perMinute` s apart
+    /// over every worker (a microsecond more, for the rounding), so no 60 s ever holds more
+    /// than `perMinute` of them, and none while paused. One row per account and kind, so a
+    /// start costs the same at 120 a minute as at 100,000.
     public func takeStart(account: String, kind: String, perMinute: Int) throws(LedgerError) -> Double {
-        let spacing = 60.0 / Double(perMinute)
+        let spacing = Int64((60e6 / Double(perMinute)).rounded(.up)) + 1
         return try wrap {
             try db.transaction { () throws(SQLError) -> Double in
                 try db.execute("INSERT INTO rate_budget(account, kind) VALUES(?, ?) ON CONFLICT DO NOTHING", [.text(account), .text(kind)])
                 guard let budget = try db.query(
-                    "SELECT (last_start * 1e6)::bigint, (paused_until * 1e6)::bigint, (\(Self.serverNow) * 1e6)::bigint FROM rate_budget WHERE account = ? AND kind = ? FOR UPDATE",
-                    [.text(account), .text(kind)]).first else { return spacing }
-                let last = Double(budget.int64(0) ?? 0) / 1e6, paused = Double(budget.int64(1) ?? 0) / 1e6
-                let now = Double(budget.int64(2) ?? 0) / 1e6
-                var earliest = max(paused, last + spacing)
-                if let oldest = try db.query(
-                    "SELECT (at * 1e6)::bigint FROM rate_starts WHERE account = ? AND kind = ? ORDER BY at DESC OFFSET ? LIMIT 1",
-                    [.text(account), .text(kind), .integer(Int64(perMinute - 1))]).first?.int64(0) {
-                    earliest = max(earliest, Double(oldest) / 1e6 + 60.001)
-                }
-                guard now >= earliest else { return earliest - now }
-                let at = SQLValue.integer(Int64(now * 1e6))
-                try db.execute("INSERT INTO rate_starts(account, kind, at) VALUES(?, ?, ? / 1e6)", [.text(account), .text(kind), at])
-                try db.execute("UPDATE rate_budget SET last_start = ? / 1e6 WHERE account = ? AND kind = ?", [at, .text(account), .text(kind)])
-                try db.execute("DELETE FROM rate_starts WHERE account = ? AND kind = ? AND at < ? / 1e6 - 120", [.text(account), .text(kind), at])
+                    "SELECT last_start, paused_until, (\(Self.serverNow) * 1e6)::bigint FROM rate_budget WHERE account = ? AND kind = ? FOR UPDATE",
+                    [.text(account), .text(kind)]).first,
+                      let last = budget.int64(0), let paused = budget.int64(1), let now = budget.int64(2) else { return Double(spacing) / 1e6 }
+                let earliest = max(paused, last + spacing)
+                guard now >= earliest else { return Double(earliest - now) / 1e6 }
+                try db.execute("UPDATE rate_budget SET last_start = ? WHERE account = ? AND kind = ?", [.integer(now), .text(account), .text(kind)])
                 return 0
             }
         }
@@ -317,7 +309,7 @@ public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @uncheck
             try db.transaction { () throws(SQLError) in
                 try db.execute(
                     """
-                    INSERT INTO rate_budget(account, kind, paused_until) VALUES(?, ?, \(Self.serverNow) + ? / 1e6)
+                    INSERT INTO rate_budget(account, kind, paused_until) VALUES(?, ?, (\(Self.serverNow) * 1e6)::bigint + ?)
                     ON CONFLICT(account, kind) DO UPDATE SET paused_until = GREATEST(rate_budget.paused_until, excluded.paused_until)
                     """, [.text(account), .text(kind), .integer(Int64(seconds * 1e6))])
             }

@@ -74,8 +74,14 @@ extension SQLLedger {
             }
             return true
         }
-        try db.execute(#"UPDATE messages SET dlr_status = ?, dlr_at = ?, dlr_received_at = ? WHERE job_id = ? AND "row" = ?"#,
-                       [.text(report.status), report.at.map { .integer($0) } ?? .null, .integer(receivedAt), .text(job), .integer(row)])
+        // Only a row still without a status: on PostgreSQL another worker may have recorded
+        // one since the SELECT above (this UPDATE then waits for it and changes nothing).
+        let changed = try db.execute(#"UPDATE messages SET dlr_status = ?, dlr_at = ?, dlr_received_at = ? WHERE job_id = ? AND "row" = ? AND dlr_status IS NULL"#,
+                                     [.text(report.status), report.at.map { .integer($0) } ?? .null, .integer(receivedAt), .text(job), .integer(row)])
+        if changed == 0 {
+            out.repeated += 1
+            return true
+        }
         try db.execute("INSERT INTO delivery_counts(job_id, batch, status, n) VALUES(?, ?, ?, 1) ON CONFLICT(job_id, batch, status) DO UPDATE SET n = delivery_counts.n + 1",
                        [.text(job), .integer(found.int64(3) ?? 0), .text(report.status)])
         out.recorded += 1
@@ -117,6 +123,8 @@ extension SQLLedger {
     public func expireDeliveries(jobID: String, at: Int64) throws(LedgerError) -> Int {
         try wrap {
             try db.transaction { () throws(SQLError) -> Int in
+                // Two workers expiring one job count its rows once: the second waits here.
+                try lockJobRow(jobID: jobID)
                 var total = 0
                 for r in try db.query(
                     "SELECT batch, COUNT(*) FROM messages WHERE job_id = ? AND state = 'submitted' AND dlr_status IS NULL GROUP BY batch",

@@ -34,6 +34,11 @@ public class SQLLedger: @unchecked Sendable {
     /// leased refuses the intent of a job this process no longer holds.
     func checkIntent(jobID: String) throws(SQLError) {}
 
+    /// Run first in a transaction that reads a job's rows and then writes from what it read:
+    /// an engine whose writers run side by side (PostgreSQL) locks the job's row until the
+    /// transaction ends. SQLite's write transactions already run one at a time.
+    func lockJobRow(jobID: String) throws(SQLError) {}
+
     // MARK: - Jobs
 
     static let jobColumns = """
