@@ -13,7 +13,7 @@ SAMPLES = $(filter-out samples/README.md samples/optout.txt samples/%.yaml,$(wil
 GEN_ROWS ?= 700000
 GEN_SEED ?= 1
 
-.PHONY: deps build test test-fast test-sanitize run release clean gen bench bench-send fuzz
+.PHONY: deps build test test-fast test-sanitize run release clean gen bench bench-send bench-workers fuzz
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done); \
@@ -102,3 +102,8 @@ bench/floor: bench/floor.c
 bench-send: deps
 	swift build --build-tests -c release -Xswiftc -enable-testing --scratch-path .build-bench
 	SMSBATCH_BENCH=1 swift test --skip-build -c release -Xswiftc -enable-testing --scratch-path .build-bench --filter SendBenchmark 2>&1 | grep -E 'bench-send|error|failed'
+
+# Rows per second by 1, 2 and 3 watch workers on one PostgreSQL ledger (and one killed),
+# and ledger commits per second on SQLite and PostgreSQL: bench/workers.sh.
+bench-workers: deps release
+	BIN=$(abspath $(SCRATCH))/release/smsbatch GEN=$(abspath $(SCRATCH))/release/gen-recipients bench/workers.sh

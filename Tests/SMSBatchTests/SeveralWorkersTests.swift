@@ -221,8 +221,10 @@ private final class TwoHosts {
         }
     }
 
-    /// SIGKILLs every process in `host` and unplugs its cable: the host is gone.
+    /// Unplugs `host`'s cable and SIGKILLs every process in it: the host is gone, and no
+    /// FIN or RST from its sockets reaches anyone (as when a machine loses power).
     func kill(_ host: String) {
+        _ = Self.ip(["-n", host, "link", "set", "eth0", "down"])
         let out = Pipe()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
@@ -232,7 +234,6 @@ private final class TwoHosts {
         p.waitUntilExit()
         let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
         for pid in pids { Foundation.kill(pid, SIGKILL) }
-        _ = Self.ip(["-n", host, "link", "set", "eth0", "down"])
     }
 
     /// Removes the namespaces, the veths (a namespace a process still ends in keeps its end

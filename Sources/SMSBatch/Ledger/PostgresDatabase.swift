@@ -27,10 +27,21 @@ final class PostgresDatabase: SQLDatabase, @unchecked Sendable {
 
     /// Connects to `url` (`postgres://user@host:port/db`), with `password` when given.
     ///
+    /// `deadPeer`: seconds within which each side gives up on a peer that vanished without a
+    /// word (its host died or its network went): TCP keepalives and a user timeout on both
+    /// ends, and on the server a transaction left idle that long is ended. A worker whose
+    /// host dies mid-transaction would otherwise hold its row and advisory locks until the
+    /// kernel's two-hour keepalive, and every other worker would wait on them.
+    ///
     /// - Throws: `SQLError` when the server cannot be reached or refuses the login.
-    init(url: String, password: String?, reconnectFor: Double = 120, applicationName: String = "smsbatch") throws(SQLError) {
-        var keywords = ["dbname", "connect_timeout", "application_name"]
-        var values = [url, "5", applicationName]
+    init(url: String, password: String?, reconnectFor: Double = 120, deadPeer: Int = 30,
+         applicationName: String = "smsbatch") throws(SQLError) {
+        let idle = max(1, deadPeer / 3), interval = max(1, deadPeer / 6)
+        let server = "-c tcp_keepalives_idle=\(idle) -c tcp_keepalives_interval=\(interval) -c tcp_keepalives_count=3"
+            + " -c tcp_user_timeout=\(deadPeer * 1000) -c idle_in_transaction_session_timeout=\(deadPeer * 1000)"
+        var keywords = ["dbname", "connect_timeout", "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "tcp_user_timeout", "options"]
+        var values = [url, "5", applicationName, "1", "\(idle)", "\(interval)", "3", "\(deadPeer * 1000)", server]
         if let password { keywords.append("password"); values.append(password) }
         self.keywords = keywords
         self.values = values

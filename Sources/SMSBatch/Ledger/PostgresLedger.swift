@@ -43,7 +43,7 @@ public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @uncheck
                 worker: (host: String, pid: Int32) = (ProcessInfo.processInfo.hostName, getpid())) throws(LedgerError) {
         let shown = PostgresDatabase.redacted(url)
         do {
-            postgres = try PostgresDatabase(url: url, password: password, reconnectFor: reconnectFor)
+            postgres = try PostgresDatabase(url: url, password: password, reconnectFor: reconnectFor, deadPeer: lease)
         } catch {
             throw LedgerError(path: shown, code: error.code, message: error.message)
         }
@@ -192,7 +192,7 @@ public final class PostgresLedger: SQLLedger, Ledger, SharedRateBudget, @uncheck
     /// A session advisory lock on a connection of its own (released with it, also when the
     /// process dies); polled, so a task waiting for it never blocks a thread for long.
     public func decisionLock() async -> LedgerLock? {
-        guard let connection = try? PostgresDatabase(url: url, password: password, reconnectFor: 0) else { return nil }
+        guard let connection = try? PostgresDatabase(url: url, password: password, reconnectFor: 0, deadPeer: Int(lease)) else { return nil }
         while true {
             guard let row = try? connection.query("SELECT pg_try_advisory_lock(?)", [.integer(Self.decisionKey)]).first else { return nil }
             if row.int(0) == 1 { return AdvisoryLock(connection: connection, key: Self.decisionKey) }
