@@ -204,6 +204,7 @@ private final class TwoHosts {
         veths = hosts.indices.map { "smsbv\(n)\($0)" }
         serviceAddress = "10.213.\(n).1"
         network = "10.213.\(n).0/24"
+        tearDown()  // what a killed run of the same pid may have left
         var steps = [["link", "add", bridge, "type", "bridge"], ["addr", "add", "\(serviceAddress)/24", "dev", bridge],
                      ["link", "set", bridge, "up"]]
         for (i, ns) in hosts.enumerated() {
@@ -230,6 +231,7 @@ private final class TwoHosts {
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "pids", host]
         p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
         try? p.run()
         p.waitUntilExit()
         let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
