@@ -84,19 +84,23 @@ struct PostgresLedgerTests {
             RequestOutcome(row: $0, submitted: true, messageId: "m\($0)", httpStatus: 200, errorCode: "", errorMessage: "", attempts: 1)
         })
         // Worker a records row 2's report in a transaction still open when b records it too.
-        let x = try PostgresDatabase(url: url, password: nil, reconnectFor: 0)
+        let x = try PostgresDatabase(url: url, password: nil, reconnectFor: 0, deadPeer: 600)
         defer { x.close() }
+        // Who waits for a lock is asked on a connection of its own: inside x's transaction
+        // pg_stat_activity would show the snapshot of its first look for as long as it lasts.
+        let watcher = try PostgresDatabase(url: url, password: nil, reconnectFor: 0)
+        defer { watcher.close() }
         func whileOpen(_ statements: [String], _ other: @escaping @Sendable () throws -> Void) async throws {
             _ = try x.execute("BEGIN", [])
             for sql in statements { _ = try x.execute(sql, []) }
             let done = Locked<Result<Void, any Error>?>(nil)
             Thread { done.withLock { $0 = Result { try other() } } }.start()
             // b waits for a's lock: then a commits.
-            #expect(await waitUntil(timeout: 30) {
-                (try? x.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()", []).isEmpty == false) ?? false
+            #expect(await waitUntil(timeout: 120) {
+                (try? watcher.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()", []).isEmpty == false) ?? false
             })
             _ = try x.execute("COMMIT", [])
-            #expect(await waitUntil(timeout: 30) { done.withLock { $0 != nil } })
+            #expect(await waitUntil(timeout: 120) { done.withLock { $0 != nil } })
             try done.withLock { $0 }?.get()
         }
         let recording = Locked(DeliveryRecording())

@@ -8,11 +8,13 @@ import Testing
 @testable import SMSBatchSandbox
 
 /// A spool folder whose workers share the ledger at `url` and send to `endpoint`.
-private func workerDir(endpoint: String, url: String, perMinute: Int = 100_000, lease: String = "3s") -> TempDir {
+private func workerDir(endpoint: String, url: String, perMinute: Int = 100_000, lease: String = "3s",
+                       nodesPerRequest: Int = 500) -> TempDir {
     let dir = TempDir()
     dir.write("pipeline.yaml", """
         send:
           endpoint: \(endpoint)
+          nodes_per_request: \(nodesPerRequest)
           requests_per_minute: \(perMinute)
           status_requests_per_minute: 100000
           timeout: 5s
@@ -158,11 +160,13 @@ struct SeveralWorkersTests {
         let url = try postgres.createDatabase()
         let token = "tok-" + UUID().uuidString
         var options = SandboxOptions(token: token)
-        (options.latencyMs, options.rateLimit) = (20, 0)
+        // About 1,100 requests of 100 rows at 200 ms, 4 at a time per worker: the sending
+        // lasts well beyond the restart, however slow this machine is meanwhile.
+        (options.latencyMs, options.rateLimit) = (200, 0)
         let sandbox = SandboxServer(options: options)
         _ = try sandbox.start()
         defer { sandbox.stop() }
-        let dir = workerDir(endpoint: sandbox.endpoint, url: url, lease: "10s")
+        let dir = workerDir(endpoint: sandbox.endpoint, url: url, lease: "10s", nodesPerRequest: 100)
         for i in 0..<6 { try drop(dir, "p\(i).csv", rows: 20_000, seed: 700 + UInt64(i)) }
         let env = ["SMSBATCH_TOKEN": token]
         let workers = try (0..<3).map { _ in try Background(["watch"], cwd: dir.path, env: env) }
@@ -289,7 +293,7 @@ struct TwoHostsTests {
         let ledger = try PostgresLedger(url: url, password: nil)
         // Host a is mid-job: it holds a lease, and the sandbox has rows from it.
         var heldByA: [String] = []
-        let midJob = await waitUntil(timeout: 60) {
+        let midJob = await waitUntil(timeout: 240) {
             heldByA = ((try? ledger.jobs()) ?? []).filter { $0.worker?.hasSuffix(" pid \(a.process.processIdentifier)") == true }.map(\.id)
             return !heldByA.isEmpty && ((try? accepted(sandbox, token: token).count) ?? 0) > 2_000
         }
