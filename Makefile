@@ -4,7 +4,7 @@ SWIFT_FLAGS = --scratch-path $(SCRATCH)
 BIN = $(SCRATCH)/debug/smsbatch
 # libcurl4-openssl-dev: the HTTP client (CCurl) uses libcurl's multi interface.
 # chromium: the test that renders report.html as a person sees it (headless).
-DEBS = libcsv-dev libarchive-dev libxml2-dev libssl-dev libsqlite3-dev libpq-dev postgresql pkg-config zlib1g-dev libcurl4-openssl-dev chromium
+DEBS = libcsv-dev libarchive-dev libxml2-dev libssl-dev libsqlite3-dev libpq-dev postgresql iproute2 pkg-config zlib1g-dev libcurl4-openssl-dev chromium
 # A fixed clock keeps sample runs reproducible (every-reason.csv row 14 schedules 2027-01-15).
 NOW ?= 2027-01-01T06:30:00Z
 # The built-in sandbox delivers within seconds and forgets when the run ends: wait for it.

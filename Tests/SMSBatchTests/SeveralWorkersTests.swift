@@ -43,6 +43,17 @@ private func drop(_ dir: TempDir, _ name: String, rows: Int, seed: UInt64) throw
     rename(part, dir.file("spool/inbox/\(name)"))
 }
 
+/// SIGTERM to every worker once it is watching (one restarted a moment ago may still be
+/// starting, and a signal then would end it before its handler is in place), and their exit
+/// codes.
+private func stopWorkers(_ workers: [Background]) async -> [Int32?] {
+    for w in workers {
+        _ = await waitUntil(timeout: 120) { w.stderr.contains("watching") || !w.process.isRunning }
+        w.signal(SIGTERM)
+    }
+    return workers.map { $0.wait(timeout: 30) }
+}
+
 private func names(_ folder: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
 }
@@ -95,8 +106,7 @@ struct SeveralWorkersTests {
             workers[i] = try Background(["watch"], cwd: dir.path, env: env)
         }
         let finished = await waitUntil(timeout: 300) { names(dir.file("spool/done")).count >= 20 }
-        for w in workers { w.signal(SIGTERM) }
-        for w in workers { #expect(w.wait(timeout: 30) == 0) }
+        for code in await stopWorkers(workers) { #expect(code == 0) }
         if !finished {
             log += workers.map(\.stderr).joined(separator: "--- worker\n")
             let jobs = (try? PostgresLedger(url: url, password: nil).jobs().map { "\($0.id) \($0.status) \($0.input)" }) ?? []
@@ -134,8 +144,7 @@ struct SeveralWorkersTests {
         let workers = try (0..<3).map { _ in try Background(["watch"], cwd: dir.path, env: env) }
         for i in 0..<3 { try drop(dir, "r\(i).csv", rows: 320, seed: 900 + UInt64(i)) }
         let finished = await waitUntil(timeout: 120) { names(dir.file("spool/done")).count >= 3 }
-        for w in workers { w.signal(SIGTERM) }
-        for w in workers { #expect(w.wait(timeout: 30) == 0) }
+        for code in await stopWorkers(workers) { #expect(code == 0) }
         #expect(finished, "\(workers.map(\.stderr).joined().suffix(3000))")
         let sends = sandbox.sendArrivals
         let sums = toSend(dir)
@@ -170,14 +179,22 @@ struct SeveralWorkersTests {
         for i in 0..<6 { try drop(dir, "p\(i).csv", rows: 20_000, seed: 700 + UInt64(i)) }
         let env = ["SMSBATCH_TOKEN": token]
         let workers = try (0..<3).map { _ in try Background(["watch"], cwd: dir.path, env: env) }
-        #expect(await waitUntil(timeout: 60) { ((try? accepted(sandbox, token: token).count) ?? 0) > 5_000 })
-        postgres.stop()
-        let during = try accepted(sandbox, token: token).count
-        try await Task.sleep(for: .seconds(3))
-        try postgres.start()
+        // On a thread of its own: the cooperative pool may be busy with other tests for a
+        // long while, and the restart must come while the workers send.
+        let restart = Locked<(during: Int, error: String?)?>(nil)
+        Thread {
+            while sandbox.accepted.count <= 5_000 { usleep(20_000) }
+            postgres.stop()
+            let during = sandbox.accepted.count
+            sleep(3)
+            let error = (try? postgres.start()) == nil ? "PostgreSQL did not start again: \(postgres.log.suffix(2000))" : nil
+            restart.withLock { $0 = (during, error) }
+        }.start()
+        #expect(await waitUntil(timeout: 300) { restart.withLock { $0 != nil } }, "the sandbox never had 5,000 rows")
+        let (during, error) = try #require(restart.withLock { $0 })
+        #expect(error == nil, "\(error ?? "")")
         let finished = await waitUntil(timeout: 180) { names(dir.file("spool/done")).count >= 6 }
-        for w in workers { w.signal(SIGTERM) }
-        for w in workers { #expect(w.wait(timeout: 30) == 0) }
+        for code in await stopWorkers(workers) { #expect(code == 0) }
         #expect(finished, "\(workers.map(\.stderr).joined().suffix(3000))")
         let sums = toSend(dir)
         let got = try accepted(sandbox, token: token)
@@ -301,8 +318,7 @@ struct TwoHostsTests {
         net.kill(net.hosts[0])
         #expect(a.wait(timeout: 10) != nil, "host a's watch still runs")
         let finished = await waitUntil(timeout: 180) { names(dir.file("spool/done")).count >= 6 }
-        b.signal(SIGTERM)
-        #expect(b.wait(timeout: 30) == 0)
+        #expect(await stopWorkers([b]) == [0])
         #expect(finished, "done/ \(names(dir.file("spool/done"))), processing/ \(names(dir.file("spool/processing"))): \(b.stderr.suffix(3000))")
         let sums = toSend(dir)
         let got = try accepted(sandbox, token: token)
