@@ -2,9 +2,10 @@ import Foundation
 import Testing
 @testable import SMSBatch
 
-/// Two workers on one database: two ledgers, as two hosts would open it.
-private func twoWorkers(lease: Int = 3) throws -> (PostgresLedger, PostgresLedger) {
-    let url = try PostgresServer.start().createDatabase()
+/// Two workers on one database (a new one unless `url` is given): two ledgers, as two hosts
+/// would open it.
+private func twoWorkers(lease: Int = 3, url: String? = nil) throws -> (PostgresLedger, PostgresLedger) {
+    let url = try url ?? PostgresServer.start().createDatabase()
     return (try PostgresLedger(url: url, password: nil, lease: lease, worker: ("host-a", 101)),
             try PostgresLedger(url: url, password: nil, lease: lease, worker: ("host-b", 202)))
 }
@@ -76,8 +77,7 @@ struct PostgresLedgerTests {
     @Test("two workers pulling the same delivery reports count each row once: a report, and a job's expiry, recorded by one while the other's transaction is open")
     func deliveriesCountedOnce() async throws {
         let url = try PostgresServer.start().createDatabase()
-        let a = try PostgresLedger(url: url, password: nil, worker: ("host-a", 101))
-        let b = try PostgresLedger(url: url, password: nil, worker: ("host-b", 202))
+        let (a, b) = try twoWorkers(lease: 30, url: url)
         try a.createJob(runningJob("j5"))
         let r = try a.recordIntent(jobID: "j5", batch: 1, rows: [2, 3])
         try a.recordAnswer(requestID: r, httpStatus: 200, outcomes: [2, 3].map {

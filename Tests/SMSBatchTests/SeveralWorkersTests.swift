@@ -7,6 +7,18 @@ import Testing
 @testable import SMSBatch
 @testable import SMSBatchSandbox
 
+/// A started in-process sandbox with no rate limit of its own (the workers' limits are under
+/// test), set up by `configure`, and the token it accepts.
+private func startSandbox(_ configure: (inout SandboxOptions) -> Void = { _ in }) throws -> (SandboxServer, String) {
+    let token = "tok-" + UUID().uuidString
+    var options = SandboxOptions(token: token)
+    options.rateLimit = 0
+    configure(&options)
+    let sandbox = SandboxServer(options: options)
+    _ = try sandbox.start()
+    return (sandbox, token)
+}
+
 /// A spool folder whose workers share the ledger at `url` and send to `endpoint`.
 private func workerDir(endpoint: String, url: String, perMinute: Int = 100_000, lease: String = "3s",
                        nodesPerRequest: Int = 500) -> TempDir {
@@ -83,11 +95,7 @@ struct SeveralWorkersTests {
     func threeWorkersKilled() async throws {
         let postgres = try PostgresServer.start()
         let url = try postgres.createDatabase()
-        let token = "tok-" + UUID().uuidString
-        var options = SandboxOptions(token: token)
-        (options.dropRate, options.latencyMs, options.seed, options.rateLimit) = (0.05, 5, 13, 0)
-        let sandbox = SandboxServer(options: options)
-        _ = try sandbox.start()
+        let (sandbox, token) = try startSandbox { ($0.dropRate, $0.latencyMs, $0.seed) = (0.05, 5, 13) }
         defer { sandbox.stop() }
         let dir = workerDir(endpoint: sandbox.endpoint, url: url)
         var rng = SplitMix64(seed: 20261203)  // seeded: the same files and kill moments every run
@@ -130,16 +138,10 @@ struct SeveralWorkersTests {
     func sharedRate() async throws {
         let postgres = try PostgresServer.start()
         let url = try postgres.createDatabase()
-        let token = "tok-" + UUID().uuidString
-        var options = SandboxOptions(token: token)
-        options.rateLimit = 0
-        let sandbox = SandboxServer(options: options)
-        _ = try sandbox.start()
+        let (sandbox, token) = try startSandbox()
         defer { sandbox.stop() }
-        let dir = workerDir(endpoint: sandbox.endpoint, url: url, perMinute: 120)
         // 40 rows a request: three files of 320 rows are 8 requests each, 24 in all.
-        try "send:\n  endpoint: \(sandbox.endpoint)\n  requests_per_minute: 120\n  nodes_per_request: 40\n  timeout: 5s\nwatch:\n  root: ./spool\n  settle: 1s\nstate:\n  url: \(url)\n  lease: 3s\n"
-            .write(toFile: dir.file("pipeline.yaml"), atomically: true, encoding: .utf8)
+        let dir = workerDir(endpoint: sandbox.endpoint, url: url, perMinute: 120, nodesPerRequest: 40)
         let env = ["SMSBATCH_TOKEN": token]
         let workers = try (0..<3).map { _ in try Background(["watch"], cwd: dir.path, env: env) }
         for i in 0..<3 { try drop(dir, "r\(i).csv", rows: 320, seed: 900 + UInt64(i)) }
@@ -167,13 +169,9 @@ struct SeveralWorkersTests {
     func postgresRestart() async throws {
         let postgres = try PostgresServer.startNew()
         let url = try postgres.createDatabase()
-        let token = "tok-" + UUID().uuidString
-        var options = SandboxOptions(token: token)
         // About 1,100 requests of 100 rows at 200 ms, 4 at a time per worker: the sending
         // lasts well beyond the restart, however slow this machine is meanwhile.
-        (options.latencyMs, options.rateLimit) = (200, 0)
-        let sandbox = SandboxServer(options: options)
-        _ = try sandbox.start()
+        let (sandbox, token) = try startSandbox { $0.latencyMs = 200 }
         defer { sandbox.stop() }
         let dir = workerDir(endpoint: sandbox.endpoint, url: url, lease: "10s", nodesPerRequest: 100)
         for i in 0..<6 { try drop(dir, "p\(i).csv", rows: 20_000, seed: 700 + UInt64(i)) }
@@ -296,11 +294,7 @@ struct TwoHostsTests {
         let postgres = try PostgresServer.startNew(host: net.serviceAddress, network: net.network)
         defer { postgres.stop() }
         let url = try postgres.createDatabase()
-        let token = "tok-" + UUID().uuidString
-        var options = SandboxOptions(token: token)
-        (options.host, options.latencyMs, options.rateLimit) = (net.serviceAddress, 20, 0)
-        let sandbox = SandboxServer(options: options)
-        _ = try sandbox.start()
+        let (sandbox, token) = try startSandbox { ($0.host, $0.latencyMs) = (net.serviceAddress, 20) }
         defer { sandbox.stop() }
         let dir = workerDir(endpoint: sandbox.endpoint, url: url, lease: "3s")
         for i in 0..<6 { try drop(dir, "h\(i).csv", rows: 20_000, seed: 800 + UInt64(i)) }
